@@ -1,0 +1,459 @@
+"""The application object: task registry, enqueue from sync or async code, job handles."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+
+from taskmill.backends import Backend, connect
+from taskmill.backends.base import Clock
+from taskmill.errors import (
+    InvalidArgumentsError,
+    JobError,
+    JobFailedError,
+    JobNotFoundError,
+    JobTimeoutError,
+    UnknownTaskError,
+)
+from taskmill.job import (
+    DEFAULT_QUEUE,
+    DEFAULT_RESULT_TTL,
+    Job,
+    JobState,
+    check_queue_name,
+    encode_payload,
+    parse_duration,
+    parse_priority,
+)
+from taskmill.retry import RetryPolicy
+from taskmill.settings import Settings
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+Executor = Literal["auto", "thread", "process"]
+
+#: Every option a task sets as its default and a job may override.
+OPTION_NAMES = frozenset(
+    {
+        "queue", "priority", "max_retries", "retry", "retry_delay", "max_retry_delay", "jitter",
+        "timeout", "result_ttl", "delay", "scheduled_at", "ttl", "expires_at", "id", "metadata",
+    }
+)  # fmt: skip
+#: Jobs per backend round trip in enqueue_many.
+BATCH = 1000
+
+
+def _timestamp(value: datetime | float | int) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise JobError("datetimes must be timezone-aware")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobError(f"expected a datetime or UNIX seconds, got {value!r}")
+    return float(value)
+
+
+class _Portal:
+    """An event loop in a daemon thread, so sync callers can use the async backends."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="taskmill-portal", daemon=True
+        )
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if threading.current_thread() is self.thread:
+            coro.close()
+            raise RuntimeError("taskmill's sync API was called from its own event loop")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+class App:
+    """Owns the task registry and the backend. `App()` reads TASKMILL_URL (default SQLite).
+
+    strict: refuse to enqueue a task name this app does not know (a producer that only
+    knows names, such as the CLI without --app, sets it False).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock = time.time,
+        strict: bool = True,
+    ) -> None:
+        self.settings = settings or Settings.from_env(url=url)
+        self.clock = clock
+        self.strict = strict
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._backends: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Future[Backend]
+        ] = weakref.WeakKeyDictionary()
+        self._portal: _Portal | None = None
+        self._portal_lock = threading.Lock()
+
+    # -- registry -------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self, /, *, name: str | None = None, executor: Executor = "auto", **options: Any
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        executor: Executor = "auto",
+        **options: Any,
+    ) -> Task[Any, Any] | _TaskDecorator:
+        """Register a sync or async function as a task; options are the jobs' defaults.
+
+        executor: "auto" runs async functions on the event loop and sync ones in a thread
+        pool; "process" runs them in a process pool where a timeout or cancel kills them.
+        """
+
+        def register(fn: Callable[..., Any]) -> Task[Any, Any]:
+            task: Task[Any, Any] = Task(self, fn, name or _task_name(fn), executor, options)
+            self._build_options(options)  # fail at definition time, not at first enqueue
+            if task.name in self.tasks:
+                raise JobError(f"task {task.name!r} is registered twice")
+            self.tasks[task.name] = task
+            return task
+
+        return register if fn is None else register(fn)
+
+    # -- backend per event loop --------------------------------------------------------
+
+    async def backend(self) -> Backend:
+        """The backend for the running event loop, opened on first use."""
+        loop = asyncio.get_running_loop()
+        future = self._backends.get(loop)
+        if future is None:
+            future = loop.create_future()
+            self._backends[loop] = future
+            backend = connect(self.settings.url, clock=self.clock)
+            try:
+                await backend.open()
+            except BaseException as exc:
+                del self._backends[loop]
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: the caller sees exc raised below
+                raise
+            future.set_result(backend)
+        return await asyncio.shield(future)
+
+    async def aclose(self) -> None:
+        """Close the running loop's backend."""
+        future = self._backends.pop(asyncio.get_running_loop(), None)
+        if future is not None and future.done() and not future.exception():
+            await future.result().close()
+
+    def close(self) -> None:
+        """Close the backend used by the sync API and stop its thread."""
+        with self._portal_lock:
+            portal, self._portal = self._portal, None
+        if portal is not None:
+            asyncio.run_coroutine_threadsafe(self.aclose(), portal.loop).result()
+            portal.stop()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of this app's async API from sync code."""
+        with self._portal_lock:
+            if self._portal is None:
+                self._portal = _Portal()
+            portal = self._portal
+        return portal.run(coro)
+
+    # -- building jobs -----------------------------------------------------------------
+
+    def _build_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options validated and normalized (durations in seconds, priority as int)."""
+        unknown = set(options) - OPTION_NAMES
+        if unknown:
+            raise JobError(f"unknown job option(s): {', '.join(sorted(unknown))}")
+        out = dict(options)
+        if "queue" in out:
+            check_queue_name(out["queue"])
+        if "priority" in out:
+            out["priority"] = parse_priority(out["priority"])
+        for key in ("timeout", "delay", "ttl", "result_ttl", "retry_delay", "max_retry_delay"):
+            if out.get(key) is not None:
+                out[key] = parse_duration(out[key])
+        retries = out.get("max_retries")
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
+                                    or retries < 0):  # fmt: skip
+            raise JobError(f"max_retries must be an integer >= 0, got {retries!r}")
+        if "metadata" in out and not isinstance(out["metadata"], dict):
+            raise JobError("metadata must be an object")
+        if "id" in out and (not isinstance(out["id"], str) or not 0 < len(out["id"]) <= 255):
+            raise JobError("id must be a string of 1-255 characters")
+        return out
+
+    def make_job(
+        self,
+        task: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """A validated job record, not stored yet; raises a JobError subclass on bad input."""
+        if not isinstance(task, str) or not task:
+            raise JobError("task name must be a non-empty string")
+        known = self.tasks.get(task)
+        if known is None and self.strict:
+            raise UnknownTaskError(task, list(self.tasks))
+        args, kwargs = list(args), dict(kwargs or {})
+        opts = self._build_options({**(known.defaults if known else {}), **options})
+        if known is not None:
+            known.check_arguments(args, kwargs)
+        now = self.clock()
+        run_at = now
+        if opts.get("scheduled_at") is not None:
+            run_at = _timestamp(opts["scheduled_at"])
+        elif opts.get("delay"):
+            run_at = now + opts["delay"]
+        expires_at = None
+        if opts.get("expires_at") is not None:
+            expires_at = _timestamp(opts["expires_at"])
+        elif opts.get("ttl") is not None:
+            expires_at = now + opts["ttl"]
+        retry = RetryPolicy(
+            strategy=opts.get("retry", "exponential"),
+            delay=opts.get("retry_delay", 1.0),
+            max_delay=opts.get("max_retry_delay", 3600.0),
+            jitter=opts.get("jitter", 0.1),
+        )
+        job = Job(
+            task=task,
+            payload=encode_payload(args, kwargs, self.settings.max_payload),
+            queue=opts.get("queue", DEFAULT_QUEUE),
+            priority=opts.get("priority", 1),
+            max_retries=opts.get("max_retries", 3),
+            retry=retry,
+            timeout=opts.get("timeout"),
+            result_ttl=opts.get("result_ttl", DEFAULT_RESULT_TTL),
+            expires_at=expires_at,
+            metadata=opts.get("metadata", {}),
+            run_at=run_at,
+        )
+        if opts.get("id"):
+            job.id = opts["id"]
+        return job
+
+    # -- async API ----------------------------------------------------------------------
+
+    async def aenqueue(
+        self,
+        task: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> JobHandle[Any]:
+        job = self.make_job(task, args, kwargs, **options)
+        backend = await self.backend()
+        (stored,) = await backend.enqueue([job])
+        return JobHandle(self, stored)
+
+    async def aenqueue_many(self, jobs: Iterable[Job | Mapping[str, Any]]) -> list[JobHandle[Any]]:
+        """Enqueue many jobs, one backend round trip per batch of BATCH.
+
+        Each item is a Job (from `task.prepare(...)` or `make_job`) or a mapping with
+        "task", optional "args", "kwargs" and any job option. All are validated first: one
+        bad item raises before anything is stored."""
+        records = [item if isinstance(item, Job) else self._job_from_mapping(item) for item in jobs]
+        backend = await self.backend()
+        handles: list[JobHandle[Any]] = []
+        for start in range(0, len(records), BATCH):
+            stored = await backend.enqueue(records[start : start + BATCH])
+            handles.extend(JobHandle(self, job) for job in stored)
+        return handles
+
+    def _job_from_mapping(self, item: Mapping[str, Any]) -> Job:
+        if not isinstance(item, Mapping) or "task" not in item:
+            raise JobError("each job must be a Job or a mapping with a 'task' key")
+        options = {k: v for k, v in item.items() if k not in ("task", "args", "kwargs")}
+        return self.make_job(item["task"], item.get("args", ()), item.get("kwargs"), **options)
+
+    async def aget(self, job_id: str) -> Job:
+        job = await (await self.backend()).get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return job
+
+    async def acancel(self, job_id: str) -> Job:
+        job = await (await self.backend()).cancel(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        return job
+
+    async def aresult(self, job_id: str, timeout: float | None = None) -> Any:
+        """The job's result once it succeeded; raises JobFailedError if it ended otherwise,
+        JobTimeoutError if it is not finished within `timeout` seconds."""
+        job = await (await self.backend()).wait_finished(job_id, timeout)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}")
+        if job.state == JobState.SUCCEEDED:
+            return job.result
+        if not job.state.finished:
+            raise JobTimeoutError(f"job {job_id} is still {job.state.value} after {timeout}s")
+        raise JobFailedError(job.id, job.state.value, job.error)
+
+    # -- sync API -----------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> JobHandle[Any]:
+        return self.run(self.aenqueue(task, args, kwargs, **options))
+
+    def enqueue_many(self, jobs: Iterable[Job | Mapping[str, Any]]) -> list[JobHandle[Any]]:
+        return self.run(self.aenqueue_many(jobs))
+
+    def get(self, job_id: str) -> Job:
+        return self.run(self.aget(job_id))
+
+    def cancel(self, job_id: str) -> Job:
+        return self.run(self.acancel(job_id))
+
+    def result(self, job_id: str, timeout: float | None = None) -> Any:
+        return self.run(self.aresult(job_id, timeout))
+
+
+def _task_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}" if fn.__module__ != "__main__" else fn.__name__
+
+
+class Task(Generic[P, R]):
+    """A registered function. Calling it runs it here; `enqueue` sends it to a worker."""
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, Awaitable[R]] | Callable[P, R],
+        name: str,
+        executor: Executor,
+        defaults: Mapping[str, Any],
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.executor = executor
+        self.defaults = dict(defaults)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R] | R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArgumentsError(f"arguments do not fit task {self.name!r}: {exc}") from None
+
+    def options(self, **options: Any) -> BoundTask[P, R]:
+        """This task with per-job options: `task.options(delay=5, priority="high").enqueue(...)`."""
+        return BoundTask(self, self.app._build_options(options))
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """The job record for `enqueue_many`, validated but not stored."""
+        return self.app.make_job(self.name, args, kwargs)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        return self.app.run(self.aenqueue(*args, **kwargs))
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        return await self.app.aenqueue(self.name, args, kwargs)
+
+
+class BoundTask(Generic[P, R]):
+    """A task with options fixed for the jobs it enqueues."""
+
+    def __init__(self, task: Task[P, R], options: dict[str, Any]) -> None:
+        self.task = task
+        self.opts = options
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        return self.task.app.make_job(self.task.name, args, kwargs, **self.opts)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        return self.task.app.run(self.aenqueue(*args, **kwargs))
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
+        return await self.task.app.aenqueue(self.task.name, args, kwargs, **self.opts)
+
+
+class _TaskDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+class JobHandle(Generic[R]):
+    """A reference to an enqueued job. Sync methods block; `a*` methods are awaitable."""
+
+    def __init__(self, app: App, job: Job) -> None:
+        self.app = app
+        self.id = job.id
+        #: The record as last read.
+        self.job = job
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.job.task} {self.job.state.value}>"
+
+    async def arefresh(self) -> Job:
+        self.job = await self.app.aget(self.id)
+        return self.job
+
+    def refresh(self) -> Job:
+        return self.app.run(self.arefresh())
+
+    @property
+    def status(self) -> JobState:
+        """The job's current state, read from the backend."""
+        return self.refresh().state
+
+    async def astatus(self) -> JobState:
+        return (await self.arefresh()).state
+
+    async def aresult(self, timeout: float | None = None) -> R:
+        result: R = await self.app.aresult(self.id, timeout)
+        return result
+
+    def result(self, timeout: float | None = None) -> R:
+        return self.app.run(self.aresult(timeout))
+
+    async def acancel(self) -> Job:
+        self.job = await self.app.acancel(self.id)
+        return self.job
+
+    def cancel(self) -> Job:
+        return self.app.run(self.acancel())

@@ -1,0 +1,256 @@
+"""The backend interface: the boundary of the data model.
+
+Every method that changes a job is ONE atomic step on the server (a transaction, a Lua
+script): a crash between two calls leaves every job in a state the interface allows.
+Methods take batches where the hot path needs them (enqueue, claim, heartbeat, finish),
+so that a worker pays one round trip per batch, not per job.
+
+Instances are used from one event loop; `App` keeps one per loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskmill.job import AttemptError, Job, JobState
+
+Clock = Callable[[], float]
+
+#: A worker not seen for this long is no longer listed as live.
+WORKER_TTL = 60.0
+#: The error recorded on an attempt whose worker stopped renewing its lease.
+LEASE_EXPIRED = "lease expired: the worker holding the job stopped (killed or lost)"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one attempt ended, as decided by the worker that held it.
+
+    state is SUCCEEDED (with result), RETRYING (with error and run_at), DEAD (with error),
+    CANCELLED, or PENDING: the attempt is handed back unrun (graceful shutdown), so it
+    does not count and the job keeps its place in the queue.
+    """
+
+    job_id: str
+    token: str
+    state: JobState
+    result: Any = None
+    error: AttemptError | None = None
+    run_at: float | None = None
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    tasks: list[str]
+    started_at: float
+    last_seen: float = 0.0
+    running: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": self.queues,
+            "concurrency": self.concurrency,
+            "tasks": self.tasks,
+            "started_at": self.started_at,
+            "last_seen": self.last_seen,
+            "running": self.running,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkerInfo:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass(slots=True)
+class QueueInfo:
+    name: str
+    paused: bool = False
+    #: Jobs per state; every JobState is a key.
+    counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in JobState})
+    #: created_at of the oldest job waiting to run now, if any.
+    oldest_pending: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "counts": self.counts,
+            "oldest_pending": self.oldest_pending,
+        }
+
+
+class Backend(ABC):
+    """Where jobs live. See the module docstring for the rules every method keeps."""
+
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect, create the schema if needed."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the instance is not used afterwards."""
+
+    # -- producers ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        """Store jobs (one round trip per call) and return their records, in order.
+
+        Sets created_at to now and state to SCHEDULED when run_at is in the future, else
+        PENDING (run_at defaults to now). A job whose id already exists is not stored
+        again: the existing record is returned in its place, so ids make enqueue idempotent.
+        """
+
+    @abstractmethod
+    async def get(self, job_id: str) -> Job | None:
+        """The job's record, or None."""
+
+    @abstractmethod
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Jobs matching every filter given, newest first, and the cursor of the next page."""
+
+    @abstractmethod
+    async def cancel(self, job_id: str) -> Job | None:
+        """Cancel a job: a waiting one becomes CANCELLED now; a running one gets
+        cancel_requested, which its worker learns at its next heartbeat; a finished one is
+        left as it is. Returns the record afterwards, or None if there is no such job."""
+
+    @abstractmethod
+    async def delete(self, job_id: str) -> bool:
+        """Remove a job that is not running. True if it was removed."""
+
+    # -- workers --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[Job]:
+        """Take up to `limit` due jobs for a worker, atomically.
+
+        First, waiting jobs of these queues whose expires_at has passed become EXPIRED.
+        Then due jobs (waiting, run_at <= now) of queues that are not paused are taken, the
+        queues in the order given (all due jobs of the first before any of the second),
+        within a queue highest priority first and in enqueue order among equals. Each taken
+        job becomes RUNNING with attempts + 1, a new token, worker = worker_id,
+        started_at = now, lease_until = now + lease, cancel_requested = False.
+        """
+
+    @abstractmethod
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return once a job may be claimable in one of `queues`, or after `timeout` seconds.
+
+        Returning early without a job is allowed; sleeping the whole timeout while a job
+        waits is not (within the backend's notification delay)."""
+
+    @abstractmethod
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        held: Mapping[str, str],
+        lease: float,
+        progress: Mapping[str, float],
+    ) -> set[str]:
+        """Mark the worker alive (last_seen = now) and renew its leases, in one step.
+
+        `held` maps job id -> token. Each job still RUNNING with that token gets
+        lease_until = now + lease and, if given, its progress. Returns the ids the worker
+        must stop running: those whose cancellation was requested, and those it no longer
+        holds (token changed, job gone)."""
+
+    @abstractmethod
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Record how attempts ended, in one round trip; each outcome is applied only if its
+        job is still RUNNING with its token. Returns, per outcome, whether it was applied.
+
+        SUCCEEDED sets result and finished_at. RETRYING appends the error and sets run_at.
+        DEAD appends the error and sets finished_at. CANCELLED sets finished_at (appending
+        the error if one is given). PENDING hands the job back: attempts - 1, original
+        run_at kept. Every one clears token and lease_until.
+        """
+
+    @abstractmethod
+    async def maintain(self) -> int:
+        """Periodic upkeep, safe to run from many processes at once. Returns jobs rescued.
+
+        Rescues RUNNING jobs whose lease expired: LEASE_EXPIRED is recorded as the attempt's
+        error and the job becomes DEAD if attempts > max_retries, else RETRYING with run_at
+        = now + its retry backoff. Deletes SUCCEEDED, CANCELLED and EXPIRED jobs finished
+        more than result_ttl ago, and workers not seen for WORKER_TTL.
+        """
+
+    @abstractmethod
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Remove a stopping worker from the live list."""
+
+    @abstractmethod
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Workers seen within WORKER_TTL."""
+
+    # -- queues and the dead-letter queue ------------------------------------------------
+
+    @abstractmethod
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause (jobs are accepted, none handed out) or resume a queue."""
+
+    @abstractmethod
+    async def list_queues(self) -> list[QueueInfo]:
+        """Every queue that holds jobs or was paused, with counts per state, by name."""
+
+    @abstractmethod
+    async def requeue(
+        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    ) -> int:
+        """Move DEAD jobs matching every filter given (all when none is) back to PENDING,
+        with attempts reset to 0 and run_at = now; their past errors are kept. Returns how
+        many moved."""
+
+    @abstractmethod
+    async def purge(
+        self,
+        *,
+        state: JobState = JobState.DEAD,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> int:
+        """Delete finished jobs in `state` matching the filters. Returns how many."""
+
+    # -- helpers shared by every backend ------------------------------------------------
+
+    async def wait_finished(self, job_id: str, timeout: float | None) -> Job | None:
+        """Wait until the job is finished (or gone); returns its last record.
+
+        Polls with a growing interval; a backend with notifications may do better."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        interval = 0.005
+        while True:
+            job = await self.get(job_id)
+            if job is None or job.state.finished:
+                return job
+            if deadline is not None and loop.time() >= deadline:
+                return job
+            pause = interval if deadline is None else min(interval, deadline - loop.time())
+            await asyncio.sleep(max(pause, 0))
+            interval = min(interval * 2, 0.1)

@@ -1,0 +1,378 @@
+"""In-process backend for tests and demos: `memory://NAME` shares one store per name per process."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from taskmill.backends.base import (
+    LEASE_EXPIRED,
+    WORKER_TTL,
+    Backend,
+    Clock,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+)
+from taskmill.job import FINISHED_STATES, WAITING_STATES, AttemptError, Job, JobState
+
+
+class _Store:
+    """The shared state; every access holds `lock`, so loops in several threads may share it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.jobs: dict[str, Job] = {}
+        self.seq: dict[str, int] = {}
+        self.counter = itertools.count()
+        # Per queue, a heap of (-priority, seq, id) of waiting jobs; entries of jobs that
+        # stopped waiting are skipped when popped.
+        self.ready: dict[str, list[tuple[int, int, str]]] = {}
+        self.paused: set[str] = set()
+        self.expiring: set[str] = set()
+        self.workers: dict[str, WorkerInfo] = {}
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, frozenset[str]]] = []
+
+    def push(self, job: Job) -> None:
+        if job.expires_at is not None:
+            self.expiring.add(job.id)
+        heapq.heappush(
+            self.ready.setdefault(job.queue, []), (-job.priority, self.seq[job.id], job.id)
+        )
+
+    def drop(self, job_id: str) -> None:
+        del self.jobs[job_id]
+        del self.seq[job_id]
+        self.expiring.discard(job_id)
+
+    def notify(self, queue: str) -> None:
+        for loop, event, queues in self.waiters:
+            if queue in queues:
+                loop.call_soon_threadsafe(event.set)
+
+
+_stores: dict[str, _Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _copy(job: Job) -> Job:
+    return dataclasses.replace(job, errors=list(job.errors), metadata=dict(job.metadata))
+
+
+class MemoryBackend(Backend):
+    def __init__(self, url: str = "memory://", clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        name = urlsplit(url).netloc + urlsplit(url).path
+        with _stores_lock:
+            self._store = _stores.setdefault(name, _Store())
+
+    @property
+    def _lock(self) -> threading.Lock:
+        return self._store.lock
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        store, now, out = self._store, self.clock(), []
+        with self._lock:
+            for job in jobs:
+                existing = store.jobs.get(job.id)
+                if existing is not None:
+                    out.append(_copy(existing))
+                    continue
+                job = _copy(job)
+                job.created_at = now
+                job.run_at = job.run_at or now
+                job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
+                store.jobs[job.id] = job
+                store.seq[job.id] = next(store.counter)
+                store.push(job)
+                store.notify(job.queue)
+                out.append(_copy(job))
+        return out
+
+    async def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._store.jobs.get(job_id)
+            return _copy(job) if job else None
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        store = self._store
+        before = int(cursor) if cursor else None
+        with self._lock:
+            matching = [
+                job
+                for job in store.jobs.values()
+                if (state is None or job.state == state)
+                and (queue is None or job.queue == queue)
+                and (task is None or job.task == task)
+                and (before is None or store.seq[job.id] < before)
+            ]
+            matching.sort(key=lambda j: store.seq[j.id], reverse=True)
+            page = [_copy(j) for j in matching[:limit]]
+            more = len(matching) > limit
+            return page, (str(store.seq[page[-1].id]) if more and page else None)
+
+    async def cancel(self, job_id: str) -> Job | None:
+        with self._lock:
+            job = self._store.jobs.get(job_id)
+            if job is None:
+                return None
+            if job.state in WAITING_STATES:
+                job.state = JobState.CANCELLED
+                job.finished_at = self.clock()
+            elif job.state == JobState.RUNNING:
+                job.cancel_requested = True
+            return _copy(job)
+
+    async def delete(self, job_id: str) -> bool:
+        with self._lock:
+            job = self._store.jobs.get(job_id)
+            if job is None or job.state == JobState.RUNNING:
+                return False
+            self._store.drop(job_id)
+            return True
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[Job]:
+        store, now, taken = self._store, self.clock(), list[Job]()
+        with self._lock:
+            for queue in queues:
+                if len(taken) >= limit:
+                    break
+                if queue in store.paused:
+                    continue
+                heap, later = store.ready.get(queue, []), []
+                while heap and len(taken) < limit:
+                    entry = heapq.heappop(heap)
+                    job = store.jobs.get(entry[2])
+                    if job is None or job.state not in WAITING_STATES or job.queue != queue:
+                        continue
+                    if job.expires_at is not None and job.expires_at <= now:
+                        job.state, job.finished_at = JobState.EXPIRED, now
+                        continue
+                    if job.run_at > now:
+                        later.append(entry)
+                        continue
+                    job.state = JobState.RUNNING
+                    job.attempts += 1
+                    job.token = secrets.token_hex(8)
+                    job.worker = worker_id
+                    job.started_at = now
+                    job.lease_until = now + lease
+                    job.cancel_requested = False
+                    taken.append(_copy(job))
+                for entry in later:
+                    heapq.heappush(heap, entry)
+            self._expire(queues, now)
+        return taken
+
+    def _expire(self, queues: Sequence[str], now: float) -> None:
+        """Expire waiting jobs of `queues` past expires_at that the claim did not reach."""
+        store = self._store
+        for job_id in list(store.expiring):
+            job = store.jobs[job_id]
+            if job.state not in WAITING_STATES:
+                store.expiring.discard(job_id)
+            elif job.queue in queues and job.expires_at is not None and job.expires_at <= now:
+                job.state, job.finished_at = JobState.EXPIRED, now
+                store.expiring.discard(job_id)
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        store, loop, event = self._store, asyncio.get_running_loop(), asyncio.Event()
+        names = frozenset(queues)
+        with self._lock:
+            now = self.clock()
+            due = [
+                job.run_at
+                for job in store.jobs.values()
+                if job.queue in names and job.state in WAITING_STATES
+            ]
+            if any(run_at <= now for run_at in due):
+                return
+            upcoming = min(due, default=now + timeout) - now
+            waiter = (loop, event, names)
+            store.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(event.wait(), min(timeout, max(upcoming, 0.0)))
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                store.waiters.remove(waiter)
+
+    def _held(self, held: Mapping[str, str]) -> Iterator[tuple[str, Job | None]]:
+        for job_id, token in held.items():
+            job = self._store.jobs.get(job_id)
+            ok = job is not None and job.state == JobState.RUNNING and job.token == token
+            yield job_id, job if ok else None
+
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        held: Mapping[str, str],
+        lease: float,
+        progress: Mapping[str, float],
+    ) -> set[str]:
+        now, stop = self.clock(), set()
+        with self._lock:
+            self._store.workers[worker.id] = dataclasses.replace(worker, last_seen=now)
+            for job_id, job in self._held(held):
+                if job is None or job.cancel_requested:
+                    stop.add(job_id)
+                if job is not None:
+                    job.lease_until = now + lease
+                    if job_id in progress:
+                        job.progress = progress[job_id]
+        return stop
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        store, now, applied = self._store, self.clock(), []
+        with self._lock:
+            for outcome in outcomes:
+                job = store.jobs.get(outcome.job_id)
+                if job is None or job.state != JobState.RUNNING or job.token != outcome.token:
+                    applied.append(False)
+                    continue
+                applied.append(True)
+                job.token = job.lease_until = None
+                job.state = outcome.state
+                if outcome.error is not None:
+                    job.errors.append(outcome.error)
+                if outcome.state == JobState.SUCCEEDED:
+                    job.result = outcome.result
+                if outcome.state in FINISHED_STATES:
+                    job.finished_at = now
+                    continue
+                if outcome.state == JobState.PENDING:
+                    job.attempts -= 1
+                    if job.run_at > now:
+                        job.state = JobState.SCHEDULED
+                else:
+                    job.run_at = outcome.run_at if outcome.run_at is not None else now
+                store.push(job)
+                store.notify(job.queue)
+        return applied
+
+    async def maintain(self) -> int:
+        store, now, rescued = self._store, self.clock(), 0
+        with self._lock:
+            for job_id, job in list(store.jobs.items()):
+                if job.state == JobState.RUNNING and (job.lease_until or 0) < now:
+                    rescued += 1
+                    job.errors.append(
+                        AttemptError(job.attempts, LEASE_EXPIRED, None, job.worker, now)
+                    )
+                    job.token = job.lease_until = None
+                    if job.attempts > job.max_retries:
+                        job.state, job.finished_at = JobState.DEAD, now
+                    else:
+                        job.state = JobState.RETRYING
+                        job.run_at = now + job.retry.backoff(job.attempts)
+                        store.push(job)
+                        store.notify(job.queue)
+                elif (
+                    job.state in FINISHED_STATES
+                    and job.state != JobState.DEAD
+                    and (job.finished_at or now) + job.result_ttl < now
+                ):
+                    store.drop(job_id)
+            for worker_id, info in list(store.workers.items()):
+                if info.last_seen + WORKER_TTL < now:
+                    del store.workers[worker_id]
+        return rescued
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._store.workers.pop(worker_id, None)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        now = self.clock()
+        with self._lock:
+            return sorted(
+                (
+                    dataclasses.replace(w)
+                    for w in self._store.workers.values()
+                    if w.last_seen + WORKER_TTL >= now
+                ),
+                key=lambda w: w.id,
+            )
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        with self._lock:
+            if paused:
+                self._store.paused.add(queue)
+            else:
+                self._store.paused.discard(queue)
+                self._store.notify(queue)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        now = self.clock()
+        with self._lock:
+            infos = {name: QueueInfo(name, paused=True) for name in self._store.paused}
+            for job in self._store.jobs.values():
+                info = infos.setdefault(job.queue, QueueInfo(job.queue))
+                info.counts[job.state.value] += 1
+                if job.state in WAITING_STATES and job.run_at <= now:
+                    oldest = info.oldest_pending
+                    info.oldest_pending = min(oldest or job.created_at, job.created_at)
+        return [infos[name] for name in sorted(infos)]
+
+    def _matching(
+        self, state: JobState, ids: Sequence[str] | None, queue: str | None, task: str | None
+    ) -> list[Job]:
+        wanted = set(ids) if ids is not None else None
+        return [
+            job
+            for job in self._store.jobs.values()
+            if job.state == state
+            and (wanted is None or job.id in wanted)
+            and (queue is None or job.queue == queue)
+            and (task is None or job.task == task)
+        ]
+
+    async def requeue(
+        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    ) -> int:
+        now = self.clock()
+        with self._lock:
+            jobs = self._matching(JobState.DEAD, ids, queue, task)
+            for job in jobs:
+                job.state, job.attempts, job.run_at, job.finished_at = (
+                    JobState.PENDING,
+                    0,
+                    now,
+                    None,
+                )
+                self._store.push(job)
+                self._store.notify(job.queue)
+        return len(jobs)
+
+    async def purge(
+        self,
+        *,
+        state: JobState = JobState.DEAD,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> int:
+        if state not in FINISHED_STATES:
+            return 0
+        with self._lock:
+            jobs = self._matching(state, None, queue, task)
+            for job in jobs:
+                self._store.drop(job.id)
+        return len(jobs)

@@ -1,0 +1,261 @@
+"""The job record, its states and priorities, and the payload codec. No I/O, no backend."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+from typing import Any
+
+import orjson
+
+from taskmill.errors import JobError, PayloadError
+from taskmill.retry import RetryPolicy
+
+DEFAULT_QUEUE = "default"
+#: Largest encoded payload (args + kwargs) accepted at enqueue, in bytes.
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+#: How long a finished job (and its result) is kept, in seconds.
+DEFAULT_RESULT_TTL = 24 * 3600.0
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATES
+
+
+#: States in which a job waits for a worker (once its run_at has come).
+WAITING_STATES = frozenset({JobState.PENDING, JobState.SCHEDULED, JobState.RETRYING})
+FINISHED_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED, JobState.EXPIRED}
+)
+
+
+class Priority(IntEnum):
+    """Named priorities. Any integer in [PRIORITY_MIN, PRIORITY_MAX] is valid; higher runs first."""
+
+    LOW = 0
+    MEDIUM = 1
+    HIGH = 2
+    CRITICAL = 3
+
+
+PRIORITY_MIN = 0
+PRIORITY_MAX = 100
+
+
+def parse_priority(value: int | str | Priority) -> int:
+    if isinstance(value, str):
+        if value.lstrip("-").isdigit():
+            value = int(value)
+        else:
+            try:
+                return int(Priority[value.upper()])
+            except KeyError:
+                names = ", ".join(p.name.lower() for p in Priority)
+                raise JobError(f"unknown priority {value!r}; use {names} or an integer") from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise JobError(f"priority must be a name or an integer, not {value!r}")
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        raise JobError(f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {value}")
+    return int(value)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number or a string such as "250ms", "30", "5m", "2h"."""
+    if isinstance(value, bool):
+        raise JobError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise JobError(f"invalid duration {value!r}; use seconds or e.g. 250ms, 5m, 2h")
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if seconds < 0:
+        raise JobError(f"duration must be >= 0, got {value!r}")
+    return seconds
+
+
+def check_queue_name(name: str) -> str:
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise JobError(f"invalid queue name {name!r}: 1-128 of letters, digits, _ . : -")
+    return name
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def encode(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise PayloadError(f"value is not JSON-serializable: {exc}") from None
+
+
+def decode(data: bytes | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise PayloadError(f"payload is not valid JSON: {exc}") from None
+
+
+def encode_payload(args: list[Any], kwargs: dict[str, Any], limit: int) -> bytes:
+    """The stored form of a job's arguments; raises PayloadError past `limit` bytes."""
+    data = encode({"args": args, "kwargs": kwargs})
+    if len(data) > limit:
+        raise PayloadError(f"payload is {len(data)} bytes, over the limit of {limit} bytes")
+    return data
+
+
+def decode_payload(data: bytes | str) -> tuple[list[Any], dict[str, Any]]:
+    value = decode(data)
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("args", []), list)
+        or not isinstance(value.get("kwargs", {}), dict)
+    ):
+        raise PayloadError("payload must be an object with 'args' (list) and 'kwargs' (object)")
+    return value.get("args", []), value.get("kwargs", {})
+
+
+@dataclass(slots=True)
+class AttemptError:
+    """Why one attempt failed."""
+
+    attempt: int
+    error: str
+    traceback: str | None = None
+    worker: str | None = None
+    at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "error": self.error,
+            "traceback": self.traceback,
+            "worker": self.worker,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptError:
+        return cls(
+            attempt=data["attempt"],
+            error=data["error"],
+            traceback=data.get("traceback"),
+            worker=data.get("worker"),
+            at=data.get("at", 0.0),
+        )
+
+
+@dataclass(slots=True)
+class Job:
+    """One job's whole record. Times are UNIX seconds; `payload` is the encoded arguments.
+
+    `token` changes at every claim: only the worker holding the current token may finish
+    the attempt, so a worker whose lease expired cannot overwrite the job afterwards.
+    """
+
+    task: str
+    payload: bytes = b'{"args":[],"kwargs":{}}'
+    id: str = field(default_factory=new_id)
+    queue: str = DEFAULT_QUEUE
+    priority: int = int(Priority.MEDIUM)
+    state: JobState = JobState.PENDING
+    max_retries: int = 3
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    result_ttl: float = DEFAULT_RESULT_TTL
+    expires_at: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    run_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    errors: list[AttemptError] = field(default_factory=list)
+    worker: str | None = None
+    token: str | None = None
+    lease_until: float | None = None
+    result: Any = None
+    progress: float | None = None
+    cancel_requested: bool = False
+
+    @property
+    def args(self) -> list[Any]:
+        return decode_payload(self.payload)[0]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return decode_payload(self.payload)[1]
+
+    @property
+    def error(self) -> str | None:
+        """The last attempt's error, if any."""
+        return self.errors[-1].error if self.errors else None
+
+    def spec(self) -> dict[str, Any]:
+        """The options fixed at enqueue, as one JSON-ready object (backends store it whole)."""
+        return {
+            "retry": self.retry.to_dict(),
+            "timeout": self.timeout,
+            "result_ttl": self.result_ttl,
+            "metadata": self.metadata,
+        }
+
+    def apply_spec(self, spec: dict[str, Any]) -> None:
+        self.retry = RetryPolicy.from_dict(spec.get("retry", {}))
+        self.timeout = spec.get("timeout")
+        self.result_ttl = spec.get("result_ttl", DEFAULT_RESULT_TTL)
+        self.metadata = spec.get("metadata", {})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data, arguments decoded (for APIs and the CLI)."""
+        try:
+            args, kwargs = decode_payload(self.payload)
+        except PayloadError:
+            args, kwargs = [], {}
+        return {
+            "id": self.id,
+            "task": self.task,
+            "queue": self.queue,
+            "state": self.state.value,
+            "priority": self.priority,
+            "args": args,
+            "kwargs": kwargs,
+            "max_retries": self.max_retries,
+            "retry": self.retry.to_dict(),
+            "timeout": self.timeout,
+            "result_ttl": self.result_ttl,
+            "expires_at": self.expires_at,
+            "metadata": self.metadata,
+            "created_at": self.created_at,
+            "run_at": self.run_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "attempts": self.attempts,
+            "errors": [e.to_dict() for e in self.errors],
+            "worker": self.worker,
+            "result": self.result,
+            "progress": self.progress,
+            "cancel_requested": self.cancel_requested,
+        }

@@ -1,0 +1,373 @@
+"""The worker: claim batches, run handlers, heartbeat leases, record outcomes, drain on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from taskmill.app import App, Task
+from taskmill.backends import Backend, Outcome, WorkerInfo
+from taskmill.errors import (
+    InvalidArgumentsError,
+    JobCancelledError,
+    PayloadError,
+    PermanentError,
+    UnknownTaskError,
+)
+from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
+from taskmill.pool import ChildError, ProcessPool
+
+log = logging.getLogger("taskmill.worker")
+
+#: Failures that no retry can mend: the job goes to the dead-letter queue at once.
+PERMANENT = (PermanentError, PayloadError, InvalidArgumentsError)
+
+StopReason = Literal["cancel", "shutdown"]
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a running handler can learn and say about its job (see `current_job()`)."""
+
+    job: Job
+    worker: Worker
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    stop_reason: StopReason | None = None
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempts
+
+    def progress(self, fraction: float) -> None:
+        """Report progress in [0, 1]; stored at the next heartbeat."""
+        self.worker._progress[self.job.id] = min(max(float(fraction), 0.0), 1.0)
+
+    def check_cancelled(self) -> None:
+        """For sync handlers: raise JobCancelledError once the job's cancellation was asked."""
+        if self.cancelled.is_set():
+            raise JobCancelledError(f"job {self.job.id} was cancelled")
+
+
+_current: contextvars.ContextVar[JobContext] = contextvars.ContextVar("taskmill_job")
+
+
+def current_job() -> JobContext:
+    """The running job's context; call it from inside a handler."""
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("current_job() is only available inside a running task") from None
+
+
+def parse_queues(spec: str) -> dict[str, int]:
+    """ "a,b" or "a:3,b:1" (name:weight) -> {name: weight}, in the order given."""
+    queues: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, weight = part.partition(":")
+        if weight and not weight.isdigit():
+            raise ValueError(f"queue weight must be a positive integer: {part!r}")
+        queues[check_queue_name(name)] = int(weight or 1)
+    if not queues or min(queues.values()) < 1:
+        raise ValueError("give at least one queue, weights >= 1")
+    return queues
+
+
+class Worker:
+    """Runs the app's tasks from `queues`, up to `concurrency` at once.
+
+    queues: names, or names with weights. A claim looks at the queues in an order drawn by
+    weight each time, so a heavy queue is preferred and a light one never starves;
+    strict=True always takes them in the order given instead.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        queues: Sequence[str] | Mapping[str, int] = ("default",),
+        *,
+        concurrency: int = 10,
+        strict: bool = False,
+        processes: int | None = None,
+        burst: bool = False,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.app = app
+        self.settings = app.settings
+        self.weights = dict(queues) if isinstance(queues, Mapping) else dict.fromkeys(queues, 1)
+        for name in self.weights:
+            check_queue_name(name)
+        self.concurrency = concurrency
+        self.strict = strict
+        self.burst = burst
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._processes = processes or os.cpu_count() or 1
+        self._pool: ProcessPool | None = None
+        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="taskmill-job")
+        self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
+        self._held: dict[str, str] = {}  # job id -> token, until the outcome is recorded
+        self._progress: dict[str, float] = {}
+        self._outcomes: list[Outcome] = []
+        self._wake_flusher = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.info = WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=list(self.weights),
+            concurrency=concurrency,
+            tasks=sorted(app.tasks),
+            started_at=app.clock(),
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop fetching; running jobs get the grace period, then are handed back."""
+        self._stopping.set()
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        """Work until stop() (or SIGTERM/SIGINT with install_signals), or until idle in burst."""
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        backend = await self.app.backend()
+        await backend.heartbeat(self.info, {}, self.settings.lease, {})
+        helpers = [
+            asyncio.create_task(self._every(self.settings.heartbeat, self._heartbeat, backend)),
+            asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain)),
+            asyncio.create_task(self._flush_loop(backend)),
+        ]
+        log.info("worker %s started: queues %s, concurrency %d", self.id, self.weights,
+                 self.concurrency)  # fmt: skip
+        try:
+            await self._fetch_loop(backend)
+        finally:
+            await self._drain()
+            helpers[2].cancel()
+            await asyncio.gather(*helpers[2:], return_exceptions=True)
+            await self._flush(backend)
+            for helper in helpers[:2]:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await backend.unregister_worker(self.id)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.close()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker %s stopped", self.id)
+
+    def _order(self) -> list[str]:
+        if self.strict or len(self.weights) == 1:
+            return list(self.weights)
+        names, weights, order = list(self.weights), list(self.weights.values()), []
+        while names:
+            i = random.choices(range(len(names)), weights)[0]
+            order.append(names.pop(i))
+            weights.pop(i)
+        return order
+
+    async def _until_stopping(self, *awaitables: Awaitable[Any]) -> None:
+        """Await the first of `awaitables` to finish, unless stop() comes first."""
+        futures = [asyncio.ensure_future(a) for a in (*awaitables, self._stopping.wait())]
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)
+
+    async def _fetch_loop(self, backend: Backend) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._until_stopping(self._slot_free.wait())
+                continue
+            try:
+                jobs = await backend.claim(self._order(), self.id, free, self.settings.lease)
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("claim failed; retrying")
+                await self._until_stopping(asyncio.sleep(min(0.1 * 2**failures, 5.0)))
+                continue
+            for job in jobs:
+                self._start(job)
+            if not jobs:
+                if self.burst and not self._running:
+                    return
+                # In burst mode a finishing job may be the last: wake to check.
+                self._slot_free.clear()
+                await self._until_stopping(
+                    backend.wait(list(self.weights), self.settings.poll_interval),
+                    *([self._slot_free.wait()] if self.burst else []),
+                )
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period; hand the rest back."""
+        if not self._running:
+            return
+        tasks = [task for task, _ in self._running.values()]
+        _, late = await asyncio.wait(tasks, timeout=self.settings.grace)
+        for task, ctx in list(self._running.values()):
+            if task in late:
+                self._interrupt(ctx, "shutdown")
+        if late:
+            await asyncio.wait(late)
+
+    # -- running one job ----------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        assert job.token is not None
+        self._held[job.id] = job.token
+        ctx = JobContext(job, self)
+        task = asyncio.create_task(self._run(job, ctx), name=f"taskmill-job-{job.id}")
+        self._running[job.id] = (task, ctx)
+
+    def _interrupt(self, ctx: JobContext, reason: StopReason) -> None:
+        entry = self._running.get(ctx.job.id)
+        if entry is not None and ctx.stop_reason is None:
+            ctx.stop_reason = reason
+            ctx.cancelled.set()
+            entry[0].cancel()
+
+    async def _run(self, job: Job, ctx: JobContext) -> None:
+        _current.set(ctx)
+        try:
+            outcome = await self._execute(job, ctx)
+        finally:
+            del self._running[job.id]
+            self._progress.pop(job.id, None)
+            self._slot_free.set()
+        self._outcomes.append(outcome)
+        self._wake_flusher.set()
+
+    async def _execute(self, job: Job, ctx: JobContext) -> Outcome:
+        assert job.token is not None
+        task = self.app.tasks.get(job.task)
+        timer = asyncio.timeout(job.timeout)
+        try:
+            if task is None:
+                raise UnknownTaskError(job.task, list(self.app.tasks))
+            args, kwargs = decode_payload(job.payload)
+            task.check_arguments(args, kwargs)
+            async with timer:
+                result = await self._invoke(task, args, kwargs)
+            encode(result)  # a result the backend cannot store fails here, with a clear error
+            return Outcome(job.id, job.token, JobState.SUCCEEDED, result=result)
+        except asyncio.CancelledError:
+            if ctx.stop_reason == "shutdown":
+                return Outcome(job.id, job.token, JobState.PENDING)
+            if ctx.stop_reason == "cancel":
+                error = AttemptError(job.attempts, "cancelled while running", None, self.id,
+                                     self.app.clock())  # fmt: skip
+                return Outcome(job.id, job.token, JobState.CANCELLED, error=error)
+            raise
+        except TimeoutError as exc:
+            if timer.expired():
+                return self._failure(job, f"timed out after {job.timeout}s", None, False)
+            return self._failure(job, _describe(exc), traceback.format_exc(), False)
+        except ChildError as exc:
+            return self._failure(job, str(exc), exc.child_traceback or None, False)
+        except JobCancelledError:
+            error = AttemptError(job.attempts, "cancelled while running", None, self.id,
+                                 self.app.clock())  # fmt: skip
+            return Outcome(job.id, job.token, JobState.CANCELLED, error=error)
+        except Exception as exc:
+            return self._failure(
+                job, _describe(exc), traceback.format_exc(), isinstance(exc, PERMANENT)
+            )
+
+    async def _invoke(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if task.executor == "process":
+            if self._pool is None:
+                self._pool = ProcessPool(self._processes)
+            return await self._pool.run(task.fn, args, kwargs)
+        if task.is_async:
+            return await task.fn(*args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def _failure(self, job: Job, message: str, tb: str | None, permanent: bool) -> Outcome:
+        assert job.token is not None
+        now = self.app.clock()
+        error = AttemptError(job.attempts, message, tb, self.id, now)
+        log.warning("job %s (%s) attempt %d failed: %s", job.id, job.task, job.attempts, message)
+        if permanent or job.attempts > job.max_retries:
+            return Outcome(job.id, job.token, JobState.DEAD, error=error)
+        run_at = now + job.retry.backoff(job.attempts)
+        return Outcome(job.id, job.token, JobState.RETRYING, error=error, run_at=run_at)
+
+    # -- background loops ---------------------------------------------------------------
+
+    async def _every(
+        self, interval: float, step: Callable[..., Awaitable[Any]], *args: Any
+    ) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await step(*args)
+            except Exception:
+                log.exception("%s failed; will retry", getattr(step, "__name__", step))
+
+    async def _heartbeat(self, backend: Backend) -> None:
+        self.info.running = len(self._running)
+        progress = dict(self._progress)
+        stop = await backend.heartbeat(self.info, dict(self._held), self.settings.lease, progress)
+        for job_id in stop:
+            entry = self._running.get(job_id)
+            if entry is not None:
+                self._interrupt(entry[1], "cancel")
+
+    async def _flush_loop(self, backend: Backend) -> None:
+        while True:
+            await self._wake_flusher.wait()
+            self._wake_flusher.clear()
+            try:
+                await self._flush(backend)
+            except Exception:
+                log.exception("recording outcomes failed; will retry")
+                await asyncio.sleep(0.5)
+                self._wake_flusher.set()
+
+    async def _flush(self, backend: Backend) -> None:
+        batch, self._outcomes = self._outcomes, []
+        if not batch:
+            return
+        try:
+            applied = await backend.finish(batch)
+        except BaseException:
+            self._outcomes[:0] = batch  # keep them for the next try
+            raise
+        for outcome, ok in zip(batch, applied, strict=True):
+            self._held.pop(outcome.job_id, None)
+            if not ok:
+                log.warning("job %s: outcome not recorded, the lease was lost", outcome.job_id)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
