@@ -1,0 +1,386 @@
+"""The backend contract: every backend passes these unchanged (see backends/base.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from taskmill.backends import Backend, Outcome, WorkerInfo
+from taskmill.backends.base import LEASE_EXPIRED
+from taskmill.job import AttemptError, Job, JobState
+from taskmill.retry import RetryPolicy
+from tests.conftest import FakeClock
+
+LEASE = 30.0
+
+
+def make(task: str = "t", **fields: Any) -> Job:
+    fields.setdefault("retry", RetryPolicy("fixed", delay=5.0, jitter=0.0))
+    return Job(task=task, **fields)
+
+
+def worker_info(worker_id: str = "w1") -> WorkerInfo:
+    return WorkerInfo(worker_id, "host", 1, ["default"], 4, ["t"], started_at=0.0)
+
+
+async def claim(
+    backend: Backend, limit: int = 10, queues: tuple[str, ...] = ("default",)
+) -> list[Job]:
+    return await backend.claim(queues, "w1", limit, LEASE)
+
+
+def ok(job: Job, result: Any = None) -> Outcome:
+    assert job.token
+    return Outcome(job.id, job.token, JobState.SUCCEEDED, result=result)
+
+
+def failed(job: Job, state: JobState, clock: FakeClock, run_at: float | None = None) -> Outcome:
+    assert job.token
+    error = AttemptError(job.attempts, "boom", "Traceback...", "w1", clock())
+    return Outcome(job.id, job.token, state, error=error, run_at=run_at)
+
+
+# -- enqueue and read --------------------------------------------------------------------
+
+
+async def test_enqueue_stores_the_whole_record(backend: Backend, clock: FakeClock) -> None:
+    job = make(queue="emails", priority=3, max_retries=5, timeout=7.5, metadata={"k": [1]},
+               payload=b'{"args":[1],"kwargs":{"x":"y"}}', expires_at=clock() + 60)  # fmt: skip
+    (stored,) = await backend.enqueue([job])
+    assert stored.state == JobState.PENDING
+    assert stored.created_at == clock() == stored.run_at
+    got = await backend.get(job.id)
+    assert got is not None
+    assert (got.task, got.queue, got.priority, got.max_retries) == ("t", "emails", 3, 5)
+    assert (got.timeout, got.metadata, got.expires_at) == (7.5, {"k": [1]}, clock() + 60)
+    assert got.retry == job.retry
+    assert (got.args, got.kwargs) == ([1], {"x": "y"})
+    assert got.attempts == 0 and got.errors == [] and got.token is None
+    assert await backend.get("missing") is None
+
+
+async def test_enqueue_with_an_existing_id_keeps_the_first(backend: Backend) -> None:
+    await backend.enqueue([make(id="same", queue="a")])
+    _first, again = await backend.enqueue([make(id="other"), make(id="same", queue="b")])
+    assert again.queue == "a"
+    jobs, _ = await backend.list_jobs()
+    assert sorted(j.id for j in jobs) == ["other", "same"]
+
+
+async def test_future_run_at_is_scheduled_and_waits(backend: Backend, clock: FakeClock) -> None:
+    (job,) = await backend.enqueue([make(run_at=clock() + 10)])
+    assert job.state == JobState.SCHEDULED
+    assert await claim(backend) == []
+    clock.advance(10)
+    assert [j.id for j in await claim(backend)] == [job.id]
+
+
+async def test_list_jobs_filters_and_pages(backend: Backend) -> None:
+    jobs = [make(task=f"t{i % 2}", queue=f"q{i % 3}") for i in range(10)]
+    await backend.enqueue(jobs)
+    page, cursor = await backend.list_jobs(limit=4)
+    assert [j.id for j in page] == [j.id for j in reversed(jobs)][:4]  # newest first
+    seen = [j.id for j in page]
+    while cursor:
+        page, cursor = await backend.list_jobs(limit=4, cursor=cursor)
+        seen += [j.id for j in page]
+    assert seen == [j.id for j in reversed(jobs)]
+    only, _ = await backend.list_jobs(task="t1", queue="q0")
+    assert {j.id for j in only} == {j.id for j in jobs if j.task == "t1" and j.queue == "q0"}
+    assert (await backend.list_jobs(state=JobState.RUNNING))[0] == []
+
+
+# -- claim: order, queues, pause, expiry -------------------------------------------------
+
+
+async def test_claim_orders_by_priority_then_fifo(backend: Backend) -> None:
+    jobs = [make(priority=p) for p in (1, 0, 3, 1, 2, 3, 0)]
+    await backend.enqueue(jobs)
+    taken = [j.id for j in await claim(backend, limit=100)]
+    expected = sorted(jobs, key=lambda j: -j.priority)  # sorted() is stable: FIFO among equals
+    assert taken == [j.id for j in expected]
+
+
+async def test_claim_respects_limit_and_queue_order(backend: Backend) -> None:
+    a = [make(queue="a") for _ in range(3)]
+    b = [make(queue="b", priority=3) for _ in range(3)]
+    await backend.enqueue(a + b)
+    first = await backend.claim(["b", "a"], "w1", 4, LEASE)
+    assert [j.id for j in first] == [j.id for j in b] + [a[0].id]
+    rest = await backend.claim(["a", "b"], "w1", 10, LEASE)
+    assert [j.id for j in rest] == [j.id for j in a[1:]]
+    assert await backend.claim(["other"], "w1", 10, LEASE) == []
+
+
+async def test_claim_marks_running_with_a_fresh_token(backend: Backend, clock: FakeClock) -> None:
+    await backend.enqueue([make(), make()])
+    one, two = await claim(backend)
+    assert one.state == two.state == JobState.RUNNING
+    assert one.attempts == 1 and one.worker == "w1" and one.started_at == clock()
+    assert one.lease_until == clock() + LEASE
+    assert one.token and two.token and one.token != two.token
+    stored = await backend.get(one.id)
+    assert stored is not None and stored.state == JobState.RUNNING and stored.token == one.token
+    assert await claim(backend) == []  # never handed out twice
+
+
+async def test_paused_queue_accepts_but_hands_out_nothing(backend: Backend) -> None:
+    await backend.set_paused("default", True)
+    (job,) = await backend.enqueue([make()])
+    assert await claim(backend) == []
+    (info,) = await backend.list_queues()
+    assert info.paused and info.counts["pending"] == 1
+    await backend.set_paused("default", False)
+    assert [j.id for j in await claim(backend)] == [job.id]
+
+
+async def test_expired_jobs_never_run(backend: Backend, clock: FakeClock) -> None:
+    (job,) = await backend.enqueue([make(expires_at=clock() + 5)])
+    (later,) = await backend.enqueue([make(expires_at=clock() + 500)])
+    clock.advance(6)
+    assert [j.id for j in await claim(backend)] == [later.id]
+    stored = await backend.get(job.id)
+    assert stored is not None and stored.state == JobState.EXPIRED
+
+
+# -- finishing attempts and tokens -----------------------------------------------------
+
+
+async def test_success_stores_the_result(backend: Backend, clock: FakeClock) -> None:
+    await backend.enqueue([make()])
+    (job,) = await claim(backend)
+    clock.advance(2)
+    assert await backend.finish([ok(job, {"answer": [42]})]) == [True]
+    stored = await backend.get(job.id)
+    assert stored is not None
+    assert stored.state == JobState.SUCCEEDED and stored.result == {"answer": [42]}
+    assert stored.finished_at == clock() and stored.token is None
+
+
+async def test_a_stale_token_cannot_finish(backend: Backend) -> None:
+    await backend.enqueue([make()])
+    (job,) = await claim(backend)
+    stale = Outcome(job.id, "not-the-token", JobState.SUCCEEDED, result=1)
+    assert await backend.finish([stale, ok(job, 2)]) == [False, True]
+    assert await backend.finish([ok(job, 3)]) == [False]  # finished once only
+    stored = await backend.get(job.id)
+    assert stored is not None and stored.result == 2
+
+
+async def test_retry_then_dead_keeps_every_error(backend: Backend, clock: FakeClock) -> None:
+    await backend.enqueue([make(max_retries=1)])
+    (job,) = await claim(backend)
+    applied = await backend.finish([failed(job, JobState.RETRYING, clock, clock() + 5)])
+    assert applied == [True]
+    stored = await backend.get(job.id)
+    assert stored is not None and stored.state == JobState.RETRYING and stored.run_at == clock() + 5
+    assert await claim(backend) == []
+    clock.advance(5)
+    (again,) = await claim(backend)
+    assert again.attempts == 2 and again.token != job.token
+    await backend.finish([failed(again, JobState.DEAD, clock)])
+    dead = await backend.get(job.id)
+    assert dead is not None and dead.state == JobState.DEAD
+    assert [(e.attempt, e.error, e.traceback) for e in dead.errors] == [
+        (1, "boom", "Traceback..."),
+        (2, "boom", "Traceback..."),
+    ]
+
+
+async def test_handing_back_does_not_count_the_attempt(backend: Backend) -> None:
+    first, _second = await backend.enqueue([make(), make()])
+    taken = await claim(backend)
+    assert taken[0].token
+    await backend.finish([Outcome(taken[0].id, taken[0].token, JobState.PENDING)])
+    stored = await backend.get(first.id)
+    assert stored is not None and stored.state == JobState.PENDING and stored.attempts == 0
+    (again,) = await claim(backend)
+    assert again.id == first.id  # kept its place ahead of nothing newer
+
+
+# -- cancellation ------------------------------------------------------------------------
+
+
+async def test_cancel_waiting_job_is_immediate(backend: Backend) -> None:
+    (job,) = await backend.enqueue([make()])
+    cancelled = await backend.cancel(job.id)
+    assert cancelled is not None and cancelled.state == JobState.CANCELLED
+    assert await claim(backend) == []
+    assert await backend.cancel("missing") is None
+
+
+async def test_cancel_running_job_reaches_its_worker(backend: Backend) -> None:
+    await backend.enqueue([make()])
+    (job,) = await claim(backend)
+    assert job.token
+    asked = await backend.cancel(job.id)
+    assert asked is not None and asked.state == JobState.RUNNING and asked.cancel_requested
+    stop = await backend.heartbeat(worker_info(), {job.id: job.token}, LEASE, {})
+    assert stop == {job.id}
+    await backend.finish([Outcome(job.id, job.token, JobState.CANCELLED)])
+    stored = await backend.get(job.id)
+    assert stored is not None and stored.state == JobState.CANCELLED
+
+
+async def test_cancel_leaves_finished_jobs(backend: Backend) -> None:
+    await backend.enqueue([make()])
+    (job,) = await claim(backend)
+    await backend.finish([ok(job)])
+    after = await backend.cancel(job.id)
+    assert after is not None and after.state == JobState.SUCCEEDED
+
+
+async def test_delete_removes_a_job_but_not_a_running_one(backend: Backend) -> None:
+    _first, second = await backend.enqueue([make(), make()])
+    (running,) = await claim(backend, limit=1)
+    assert await backend.delete(running.id) is False
+    assert await backend.delete(second.id) is True
+    assert await backend.get(second.id) is None
+
+
+# -- leases, heartbeats, rescue --------------------------------------------------------
+
+
+async def test_heartbeat_extends_leases_and_stores_progress(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue([make()])
+    (job,) = await claim(backend)
+    assert job.token
+    clock.advance(LEASE - 1)
+    stop = await backend.heartbeat(worker_info(), {job.id: job.token}, LEASE, {job.id: 0.5})
+    assert stop == set()
+    clock.advance(LEASE - 1)
+    assert await backend.maintain() == 0
+    stored = await backend.get(job.id)
+    assert stored is not None and stored.state == JobState.RUNNING and stored.progress == 0.5
+
+
+async def test_expired_lease_is_rescued_and_the_old_token_is_dead(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue([make(max_retries=2)])
+    (job,) = await claim(backend)
+    assert job.token
+    clock.advance(LEASE + 1)
+    assert await backend.maintain() == 1
+    stored = await backend.get(job.id)
+    assert stored is not None and stored.state == JobState.RETRYING
+    assert stored.errors[-1].error == LEASE_EXPIRED and stored.errors[-1].attempt == 1
+    assert stored.run_at == clock() + 5.0  # the job's fixed backoff
+    clock.advance(5)
+    (again,) = await claim(backend)
+    assert again.attempts == 2
+    stop = await backend.heartbeat(worker_info(), {job.id: job.token}, LEASE, {})
+    assert stop == {job.id}  # the first worker learns it lost the job
+    assert await backend.finish([ok(job, "late")]) == [False]
+    assert await backend.finish([ok(again, "on time")]) == [True]
+
+
+async def test_a_job_that_keeps_killing_workers_goes_dead(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue([make(max_retries=1, retry=RetryPolicy("fixed", 0.0, jitter=0.0))])
+    for _ in range(2):
+        assert len(await claim(backend)) == 1
+        clock.advance(LEASE + 1)
+        assert await backend.maintain() == 1
+    (dead,), _ = await backend.list_jobs(state=JobState.DEAD)
+    assert dead.attempts == 2 and [e.error for e in dead.errors] == [LEASE_EXPIRED] * 2
+    assert await claim(backend) == []
+
+
+async def test_finished_jobs_are_pruned_after_their_ttl(backend: Backend, clock: FakeClock) -> None:
+    await backend.enqueue([make(result_ttl=10), make(result_ttl=10, max_retries=0)])
+    done, dies = await claim(backend)
+    await backend.finish([ok(done), failed(dies, JobState.DEAD, clock)])
+    clock.advance(11)
+    await backend.maintain()
+    assert await backend.get(done.id) is None
+    assert await backend.get(dies.id) is not None  # the dead-letter queue is kept
+
+
+# -- workers ---------------------------------------------------------------------------
+
+
+async def test_workers_register_by_heartbeat(backend: Backend, clock: FakeClock) -> None:
+    await backend.heartbeat(worker_info("w1"), {}, LEASE, {})
+    await backend.heartbeat(worker_info("w2"), {}, LEASE, {})
+    workers = await backend.list_workers()
+    assert [w.id for w in workers] == ["w1", "w2"]
+    assert workers[0].host == "host" and workers[0].last_seen == clock()
+    await backend.unregister_worker("w1")
+    assert [w.id for w in await backend.list_workers()] == ["w2"]
+    clock.advance(3600)
+    assert await backend.list_workers() == []
+
+
+# -- queues and the dead-letter queue --------------------------------------------------
+
+
+async def test_list_queues_counts_every_state(backend: Backend, clock: FakeClock) -> None:
+    await backend.enqueue([make(queue="a"), make(queue="a"), make(queue="b", run_at=clock() + 9)])
+    (_running,) = await backend.claim(["a"], "w1", 1, LEASE)
+    a, b = await backend.list_queues()
+    assert (a.name, a.counts["running"], a.counts["pending"], a.counts["dead"]) == ("a", 1, 1, 0)
+    assert a.oldest_pending == clock()
+    assert (b.name, b.counts["scheduled"], b.oldest_pending) == ("b", 1, None)
+
+
+async def test_requeue_and_purge_the_dead_letter_queue(backend: Backend, clock: FakeClock) -> None:
+    jobs = [make(task=f"t{i % 2}", queue=f"q{i % 2}", max_retries=0) for i in range(6)]
+    await backend.enqueue(jobs)
+    taken = await backend.claim(["q0", "q1"], "w1", 10, LEASE)
+    await backend.finish([failed(j, JobState.DEAD, clock) for j in taken])
+    assert await backend.requeue(ids=[jobs[0].id]) == 1
+    assert await backend.requeue(task="t1") == 3
+    requeued = await backend.get(jobs[1].id)
+    assert requeued is not None and requeued.state == JobState.PENDING
+    assert requeued.attempts == 0 and len(requeued.errors) == 1
+    assert await backend.purge(queue="q0") == 2
+    assert (await backend.list_jobs(state=JobState.DEAD))[0] == []
+    assert await backend.requeue() == 0
+    assert len(await backend.claim(["q0", "q1"], "w1", 10, LEASE)) == 4
+
+
+# -- waiting for work --------------------------------------------------------------------
+
+
+async def test_wait_wakes_on_enqueue(backend: Backend, url: str, clock: FakeClock) -> None:
+    from taskmill.backends import connect
+
+    producer = connect(url, clock=clock)
+    await producer.open()
+    try:
+        waiter = asyncio.create_task(backend.wait(["default"], 10.0))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        await producer.enqueue([make()])
+        await asyncio.wait_for(waiter, 2.0)
+    finally:
+        await producer.close()
+
+
+async def test_wait_returns_at_once_when_a_job_is_due(backend: Backend) -> None:
+    await backend.enqueue([make()])
+    await asyncio.wait_for(backend.wait(["default"], 10.0), 1.0)
+
+
+async def test_wait_times_out(backend: Backend) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await backend.wait(["default"], 0.1)
+    assert loop.time() - start < 5.0
+
+
+@pytest.mark.parametrize("size", [1, 250])
+async def test_bulk_enqueue_then_claim_everything(backend: Backend, size: int) -> None:
+    jobs = [make(payload=b'{"args":[%d],"kwargs":{}}' % i) for i in range(size)]
+    stored = await backend.enqueue(jobs)
+    assert [j.id for j in stored] == [j.id for j in jobs]
+    taken: list[Job] = []
+    while batch := await claim(backend, limit=100):
+        taken += batch
+    assert [j.args for j in taken] == [[i] for i in range(size)]

@@ -1,0 +1,31 @@
+"""Tasks that run in other processes: process-pool children and worker subprocesses."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from taskmill import App
+
+#: Worker subprocesses load this app; TASKMILL_URL names their backend.
+app = App()
+
+
+def spin(seconds: float) -> None:
+    """Busy, not sleeping: only killing the process stops it early."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+@app.task(name="record", max_retries=5, retry="fixed", retry_delay=0.05)
+def record(n: int, hold: float = 0.0) -> int:
+    """Append n to the file named by TASKMILL_TEST_LOG: the job's one visible side effect."""
+    time.sleep(hold)
+    with open(os.environ["TASKMILL_TEST_LOG"], "a") as log:
+        log.write(f"{n}\n")
+    return n
