@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import time
@@ -48,6 +49,12 @@ OPTION_NAMES = frozenset(
 )  # fmt: skip
 #: Jobs per backend round trip in enqueue_many.
 BATCH = 1000
+
+
+@functools.lru_cache(maxsize=256)
+def _retry_policy(strategy: Any, delay: float, max_delay: float, jitter: float) -> RetryPolicy:
+    """Policies are immutable: jobs with the same options share one (enqueue is a hot path)."""
+    return RetryPolicy(strategy, delay, max_delay, jitter)
 
 
 def _timestamp(value: datetime | float | int) -> float:
@@ -133,9 +140,10 @@ class App:
         pool; "process" runs them in a process pool where a timeout or cancel kills them.
         """
 
+        defaults = self._build_options(options)  # fail at definition, not at first enqueue
+
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
-            task: Task[Any, Any] = Task(self, fn, name or _task_name(fn), executor, options)
-            self._build_options(options)  # fail at definition time, not at first enqueue
+            task: Task[Any, Any] = Task(self, fn, name or _task_name(fn), executor, defaults)
             if task.name in self.tasks:
                 raise JobError(f"task {task.name!r} is registered twice")
             self.tasks[task.name] = task
@@ -224,7 +232,10 @@ class App:
         if known is None and self.strict:
             raise UnknownTaskError(task, list(self.tasks))
         args, kwargs = list(args), dict(kwargs or {})
-        opts = self._build_options({**(known.defaults if known else {}), **options})
+        if known is None:
+            opts = self._build_options(options)
+        else:
+            opts = self._build_options({**known.defaults, **options}) if options else known.defaults
         if known is not None:
             known.check_arguments(args, kwargs)
         now = self.clock()
@@ -238,11 +249,11 @@ class App:
             expires_at = _timestamp(opts["expires_at"])
         elif opts.get("ttl") is not None:
             expires_at = now + opts["ttl"]
-        retry = RetryPolicy(
-            strategy=opts.get("retry", "exponential"),
-            delay=opts.get("retry_delay", 1.0),
-            max_delay=opts.get("max_retry_delay", 3600.0),
-            jitter=opts.get("jitter", 0.1),
+        retry = _retry_policy(
+            opts.get("retry", "exponential"),
+            opts.get("retry_delay", 1.0),
+            opts.get("max_retry_delay", 3600.0),
+            opts.get("jitter", 0.1),
         )
         job = Job(
             task=task,
@@ -254,7 +265,7 @@ class App:
             timeout=opts.get("timeout"),
             result_ttl=opts.get("result_ttl", DEFAULT_RESULT_TTL),
             expires_at=expires_at,
-            metadata=opts.get("metadata", {}),
+            metadata=dict(opts.get("metadata") or {}),
             run_at=run_at,
         )
         if opts.get("id"):

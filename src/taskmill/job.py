@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -101,7 +101,8 @@ def check_queue_name(name: str) -> str:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as hex, like uuid4().hex at a tenth of its cost."""
+    return os.urandom(16).hex()
 
 
 def encode(value: Any) -> bytes:
