@@ -1,0 +1,125 @@
+"""Pure units: the job model, its codecs and parsers, backoff policies, settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskmill import ConfigError, JobError, PayloadError, Priority, RetryPolicy, Settings
+from taskmill.job import (
+    Job,
+    JobState,
+    decode_payload,
+    encode_payload,
+    parse_duration,
+    parse_priority,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("low", 0),
+        ("MEDIUM", 1),
+        ("high", 2),
+        ("critical", 3),
+        (Priority.HIGH, 2),
+        (42, 42),
+        ("7", 7),
+        (0, 0),
+        (100, 100),
+    ],  # fmt: skip
+)
+def test_priorities_by_name_or_number(value: int | str, expected: int) -> None:
+    assert parse_priority(value) == expected
+
+
+@pytest.mark.parametrize("value", ["urgent", -1, 101, 2.5, True, None])
+def test_bad_priorities_are_refused(value: object) -> None:
+    with pytest.raises(JobError, match="priority"):
+        parse_priority(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (5, 5.0),
+        (0.5, 0.5),
+        ("30", 30.0),
+        ("250ms", 0.25),
+        ("5m", 300.0),
+        ("2h", 7200.0),
+        ("1d", 86400.0),
+        (" 1.5s ", 1.5),
+    ],  # fmt: skip
+)
+def test_durations(value: float | str, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", -1, "5 minutes", True])
+def test_bad_durations_are_refused(value: object) -> None:
+    with pytest.raises(JobError, match="duration"):
+        parse_duration(value)  # type: ignore[arg-type]
+
+
+def test_payload_round_trip_and_limit() -> None:
+    data = encode_payload([1, "two"], {"three": [3.0], "n": None}, limit=1000)
+    assert decode_payload(data) == ([1, "two"], {"three": [3.0], "n": None})
+    with pytest.raises(PayloadError, match="over the limit of 10 bytes"):
+        encode_payload(["x" * 20], {}, limit=10)
+    with pytest.raises(PayloadError, match="not JSON-serializable"):
+        encode_payload([{1, 2}], {}, limit=1000)
+
+
+@pytest.mark.parametrize("data", [b"\xff", b"[1, 2]", b'{"args": {}}', b'{"kwargs": []}', b"nul"])
+def test_malformed_payloads_are_refused(data: bytes) -> None:
+    with pytest.raises(PayloadError):
+        decode_payload(data)
+
+
+def test_job_record_as_data() -> None:
+    job = Job(task="t", payload=encode_payload([1], {"a": 2}, 100), metadata={"m": 1})
+    data = job.to_dict()
+    assert (data["args"], data["kwargs"], data["state"]) == ([1], {"a": 2}, "pending")
+    assert data["retry"] == RetryPolicy().to_dict()
+    copy = Job(task="t")
+    copy.apply_spec(job.spec())
+    assert (copy.retry, copy.metadata, copy.timeout) == (job.retry, {"m": 1}, None)
+    assert JobState.SUCCEEDED.finished and not JobState.RETRYING.finished
+
+
+def test_backoff_strategies_without_jitter() -> None:
+    exponential = RetryPolicy("exponential", delay=1.0, max_delay=10.0, jitter=0.0)
+    assert [exponential.backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, 10.0]
+    linear = RetryPolicy("linear", delay=2.0, max_delay=7.0, jitter=0.0)
+    assert [linear.backoff(n) for n in range(1, 5)] == [2.0, 4.0, 6.0, 7.0]
+    fixed = RetryPolicy("fixed", delay=3.0, jitter=0.0)
+    assert [fixed.backoff(n) for n in (1, 10, 100)] == [3.0, 3.0, 3.0]
+    assert exponential.backoff(10_000) == 10.0  # no overflow
+
+
+def test_jitter_shortens_by_at_most_its_fraction() -> None:
+    policy = RetryPolicy("fixed", delay=10.0, jitter=0.5)
+    assert policy.backoff(1, rand=lambda: 0.0) == 10.0
+    assert policy.backoff(1, rand=lambda: 1.0) == 5.0
+    assert RetryPolicy.from_dict(policy.to_dict()) == policy
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"strategy": "random"}, {"delay": -1}, {"jitter": 2.0}, {"max_delay": -5}]
+)
+def test_bad_retry_policies_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_settings_from_environment() -> None:
+    env = {"TASKMILL_URL": "memory://x", "TASKMILL_LEASE": "12", "TASKMILL_MAX_PAYLOAD": "99"}
+    settings = Settings.from_env(env, grace=3.0, heartbeat=None)
+    assert (settings.url, settings.lease, settings.max_payload, settings.grace) == (
+        "memory://x", 12.0, 99, 3.0,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="TASKMILL_LEASE"):
+        Settings.from_env({"TASKMILL_LEASE": "long"})
+    with pytest.raises(ConfigError, match="heartbeat"):
+        Settings(lease=1.0, heartbeat=2.0)
