@@ -27,7 +27,7 @@ from taskmill.job import (
         ("7", 7),
         (0, 0),
         (100, 100),
-    ],  # fmt: skip
+    ],
 )
 def test_priorities_by_name_or_number(value: int | str, expected: int) -> None:
     assert parse_priority(value) == expected
@@ -50,7 +50,7 @@ def test_bad_priorities_are_refused(value: object) -> None:
         ("2h", 7200.0),
         ("1d", 86400.0),
         (" 1.5s ", 1.5),
-    ],  # fmt: skip
+    ],
 )
 def test_durations(value: float | str, seconds: float) -> None:
     assert parse_duration(value) == seconds
