@@ -158,8 +158,9 @@ class Worker:
             asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain)),
             asyncio.create_task(self._flush_loop(backend)),
         ]
-        log.info("worker %s started: queues %s, concurrency %d", self.id, self.weights,
-                 self.concurrency)  # fmt: skip
+        log.info(
+            "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
+        )
         try:
             await self._fetch_loop(backend)
         finally:
@@ -282,9 +283,7 @@ class Worker:
             if ctx.stop_reason == "shutdown":
                 return Outcome(job.id, job.token, JobState.PENDING)
             if ctx.stop_reason == "cancel":
-                error = AttemptError(job.attempts, "cancelled while running", None, self.id,
-                                     self.app.clock())  # fmt: skip
-                return Outcome(job.id, job.token, JobState.CANCELLED, error=error)
+                return self._cancelled(job)
             raise
         except TimeoutError as exc:
             if timer.expired():
@@ -293,9 +292,7 @@ class Worker:
         except ChildError as exc:
             return self._failure(job, str(exc), exc.child_traceback or None, False)
         except JobCancelledError:
-            error = AttemptError(job.attempts, "cancelled while running", None, self.id,
-                                 self.app.clock())  # fmt: skip
-            return Outcome(job.id, job.token, JobState.CANCELLED, error=error)
+            return self._cancelled(job)
         except Exception as exc:
             return self._failure(
                 job, _describe(exc), traceback.format_exc(), isinstance(exc, PERMANENT)
@@ -310,6 +307,13 @@ class Worker:
             return await task.fn(*args, **kwargs)
         call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+
+    def _cancelled(self, job: Job) -> Outcome:
+        assert job.token is not None
+        error = AttemptError(
+            job.attempts, "cancelled while running", None, self.id, self.app.clock()
+        )
+        return Outcome(job.id, job.token, JobState.CANCELLED, error=error)
 
     def _failure(self, job: Job, message: str, tb: str | None, permanent: bool) -> Outcome:
         assert job.token is not None
