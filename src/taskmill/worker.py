@@ -153,24 +153,27 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         backend = await self.app.backend()
         await backend.heartbeat(self.info, {}, self.settings.lease, {})
-        helpers = [
-            asyncio.create_task(self._every(self.settings.heartbeat, self._heartbeat, backend)),
-            asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain)),
-            asyncio.create_task(self._flush_loop(backend)),
-        ]
+        heartbeat = asyncio.create_task(
+            self._every(self.settings.heartbeat, self._heartbeat, backend)
+        )
+        upkeep = asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain))
+        flusher = asyncio.create_task(self._flush_loop(backend))
         log.info(
             "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
         )
         try:
             await self._fetch_loop(backend)
         finally:
-            await self._drain()
-            helpers[2].cancel()
-            await asyncio.gather(*helpers[2:], return_exceptions=True)
-            await self._flush(backend)
-            for helper in helpers[:2]:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._drain()  # heartbeats go on meanwhile: the leases stay ours
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+            try:
+                await self._flush(backend)
+            except Exception:
+                log.exception("could not record outcomes; those jobs will be rescued and rerun")
+            heartbeat.cancel()
+            upkeep.cancel()
+            await asyncio.gather(heartbeat, upkeep, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await backend.unregister_worker(self.id)
             self._threads.shutdown(wait=False, cancel_futures=True)
