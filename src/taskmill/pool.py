@@ -1,23 +1,74 @@
-"""A pool of child processes for handlers that must be killable (CPU-bound, timeouts that bite).
+"""Where sync handlers run: threads, or child processes for handlers that must be killable.
 
-Each child runs one job at a time. A timeout or cancellation kills that child and starts a
-fresh one; the other children keep running. Handlers are found in the child by module and
-qualified name, so they must be defined at module level.
+ProcessPool: each child runs one job at a time. A timeout or cancellation kills that child
+and starts a fresh one; the other children keep running. Handlers are found in the child
+by module and qualified name, so they must be defined at module level.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import multiprocessing
+import queue
+import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _context = multiprocessing.get_context("forkserver")
+
+
+class ThreadPool(Executor):
+    """A thread pool whose threads never hold the process open.
+
+    A sync handler cannot be stopped from outside; one still running when its worker exits
+    (past its timeout, or past the grace period with its job handed back) must not keep
+    the process alive, as ThreadPoolExecutor's joined threads would.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self._work.put((future, functools.partial(fn, *args, **kwargs)))
+        if not self._idle.acquire(blocking=False) and len(self._threads) < self._size:
+            thread = threading.Thread(
+                target=self._serve, name=f"{self._name}-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return future
+
+    def _serve(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, call = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # the awaiting side decides what it means
+                    future.set_exception(exc)
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Idle threads exit; busy ones finish their call first (without blocking us)."""
+        for _ in self._threads:
+            self._work.put(None)
 
 
 class ChildError(Exception):

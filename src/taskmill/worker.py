@@ -15,7 +15,6 @@ import threading
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,7 +28,7 @@ from taskmill.errors import (
     UnknownTaskError,
 )
 from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
-from taskmill.pool import ChildError, ProcessPool
+from taskmill.pool import ChildError, ProcessPool, ThreadPool
 
 log = logging.getLogger("taskmill.worker")
 
@@ -121,7 +120,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._processes = processes or os.cpu_count() or 1
         self._pool: ProcessPool | None = None
-        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="taskmill-job")
+        self._threads = ThreadPool(concurrency, "taskmill-job")
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
         self._held: dict[str, str] = {}  # job id -> token, until the outcome is recorded
         self._progress: dict[str, float] = {}
@@ -176,7 +175,7 @@ class Worker:
             await asyncio.gather(heartbeat, upkeep, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await backend.unregister_worker(self.id)
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.shutdown(wait=False)
             if self._pool is not None:
                 self._pool.close()
             if install_signals:
