@@ -231,12 +231,14 @@ async def test_progress_is_reported(app: App) -> None:
     async def report() -> None:
         current_job().progress(0.25)
         await release.wait()
+        current_job().progress(0.75)  # the job ends before any heartbeat carries this
 
     handle = await report.aenqueue()
     async with running(Worker(app)):
         await until(lambda: _progress(app, handle.id, 0.25))
         release.set()
         await handle.aresult(5)
+    assert (await handle.arefresh()).progress == 0.75
 
 
 async def _progress(app: App, job_id: str, value: float) -> bool:

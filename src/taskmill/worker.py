@@ -126,6 +126,7 @@ class Worker:
         self._progress: dict[str, float] = {}
         self._outcomes: list[Outcome] = []
         self._wake_flusher = asyncio.Event()
+        self._closing = False
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self.info = WorkerInfo(
@@ -164,12 +165,14 @@ class Worker:
             await self._fetch_loop(backend)
         finally:
             await self._drain()  # heartbeats go on meanwhile: the leases stay ours
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-            try:
-                await self._flush(backend)
-            except Exception:
-                log.exception("could not record outcomes; those jobs will be rescued and rerun")
+            # Let the flusher finish its write: cancelling it midway could record a batch
+            # twice, and the second time it would look like lost leases.
+            self._closing = True
+            self._wake_flusher.set()
+            await asyncio.wait([flusher], timeout=self.settings.lease)
+            if not flusher.done():
+                flusher.cancel()
+                log.error("could not record outcomes; those jobs will be rescued and rerun")
             heartbeat.cancel()
             upkeep.cancel()
             await asyncio.gather(heartbeat, upkeep, return_exceptions=True)
@@ -263,8 +266,8 @@ class Worker:
             outcome = await self._execute(job, ctx)
         finally:
             del self._running[job.id]
-            self._progress.pop(job.id, None)
             self._slot_free.set()
+        outcome.progress = self._progress.pop(job.id, None)
         self._outcomes.append(outcome)
         self._wake_flusher.set()
 
@@ -349,7 +352,8 @@ class Worker:
                 self._interrupt(entry[1], "cancel")
 
     async def _flush_loop(self, backend: Backend) -> None:
-        while True:
+        """Record outcomes in batches: those that finish during one write go in the next."""
+        while not (self._closing and not self._outcomes):
             await self._wake_flusher.wait()
             self._wake_flusher.clear()
             try:

@@ -152,10 +152,13 @@ async def test_success_stores_the_result(backend: Backend, clock: FakeClock) -> 
     await backend.enqueue([make()])
     (job,) = await claim(backend)
     clock.advance(2)
-    assert await backend.finish([ok(job, {"answer": [42]})]) == [True]
+    outcome = ok(job, {"answer": [42]})
+    outcome.progress = 0.9
+    assert await backend.finish([outcome]) == [True]
     stored = await backend.get(job.id)
     assert stored is not None
     assert stored.state == JobState.SUCCEEDED and stored.result == {"answer": [42]}
+    assert stored.progress == 0.9
     assert stored.finished_at == clock() and stored.token is None
 
 

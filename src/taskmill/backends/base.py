@@ -42,6 +42,8 @@ class Outcome:
     result: Any = None
     error: AttemptError | None = None
     run_at: float | None = None
+    #: The last progress the handler reported, when a heartbeat may not have carried it.
+    progress: float | None = None
 
 
 @dataclass(slots=True)
@@ -187,7 +189,7 @@ class Backend(ABC):
         SUCCEEDED sets result and finished_at. RETRYING appends the error and sets run_at.
         DEAD appends the error and sets finished_at. CANCELLED sets finished_at (appending
         the error if one is given). PENDING hands the job back: attempts - 1, original
-        run_at kept. Every one clears token and lease_until.
+        run_at kept. Every one clears token and lease_until, and stores progress if given.
         """
 
     @abstractmethod

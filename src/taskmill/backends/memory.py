@@ -253,6 +253,8 @@ class MemoryBackend(Backend):
                 job.state = outcome.state
                 if outcome.error is not None:
                     job.errors.append(outcome.error)
+                if outcome.progress is not None:
+                    job.progress = outcome.progress
                 if outcome.state == JobState.SUCCEEDED:
                     job.result = outcome.result
                 if outcome.state in FINISHED_STATES:
