@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import threading
 import time
@@ -32,7 +31,7 @@ from taskmill.job import (
     parse_duration,
     parse_priority,
 )
-from taskmill.retry import RetryPolicy
+from taskmill.retry import retry_policy
 from taskmill.settings import Settings
 
 P = ParamSpec("P")
@@ -49,12 +48,6 @@ OPTION_NAMES = frozenset(
 )  # fmt: skip
 #: Jobs per backend round trip in enqueue_many.
 BATCH = 1000
-
-
-@functools.lru_cache(maxsize=256)
-def _retry_policy(strategy: Any, delay: float, max_delay: float, jitter: float) -> RetryPolicy:
-    """Policies are immutable: jobs with the same options share one (enqueue is a hot path)."""
-    return RetryPolicy(strategy, delay, max_delay, jitter)
 
 
 def _timestamp(value: datetime | float | int) -> float:
@@ -249,7 +242,7 @@ class App:
             expires_at = _timestamp(opts["expires_at"])
         elif opts.get("ttl") is not None:
             expires_at = now + opts["ttl"]
-        retry = _retry_policy(
+        retry = retry_policy(
             opts.get("retry", "exponential"),
             opts.get("retry_delay", 1.0),
             opts.get("max_retry_delay", 3600.0),
@@ -376,6 +369,11 @@ class Task(Generic[P, R]):
         self.defaults = dict(defaults)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
+        params = self.signature.parameters.values()
+        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+        required = sum(p.default is inspect.Parameter.empty for p in params)
+        #: (required, total) positional parameters, when every parameter is a plain one.
+        self._arity = (required, len(params)) if plain else None
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R] | R:
         return self.fn(*args, **kwargs)
@@ -384,6 +382,9 @@ class Task(Generic[P, R]):
         return f"<Task {self.name}>"
 
     def check_arguments(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        # Most calls are positional into plain parameters: count them, skip bind() (hot path).
+        if not kwargs and self._arity and self._arity[0] <= len(args) <= self._arity[1]:
+            return
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from taskmill.errors import JobError, PayloadError
-from taskmill.retry import RetryPolicy
+from taskmill.retry import DEFAULT_RETRY, RetryPolicy
 
 DEFAULT_QUEUE = "default"
 #: Largest encoded payload (args + kwargs) accepted at enqueue, in bytes.
@@ -183,7 +183,7 @@ class Job:
     priority: int = int(Priority.MEDIUM)
     state: JobState = JobState.PENDING
     max_retries: int = 3
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = DEFAULT_RETRY
     timeout: float | None = None
     result_ttl: float = DEFAULT_RESULT_TTL
     expires_at: float | None = None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from taskmill.errors import ConfigError
 
 Strategy = Literal["exponential", "linear", "fixed"]
 STRATEGIES: tuple[Strategy, ...] = ("exponential", "linear", "fixed")
@@ -25,8 +28,6 @@ class RetryPolicy:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        from taskmill.errors import ConfigError
-
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"retry strategy must be one of {', '.join(STRATEGIES)}")
         if self.delay < 0 or self.max_delay < 0:
@@ -57,9 +58,19 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
-        return cls(
-            strategy=data.get("strategy", "exponential"),
-            delay=float(data.get("delay", 1.0)),
-            max_delay=float(data.get("max_delay", 3600.0)),
-            jitter=float(data.get("jitter", 0.1)),
+        return retry_policy(
+            data.get("strategy", "exponential"),
+            float(data.get("delay", 1.0)),
+            float(data.get("max_delay", 3600.0)),
+            float(data.get("jitter", 0.1)),
         )
+
+
+@functools.lru_cache(maxsize=256)
+def retry_policy(strategy: Strategy, delay: float, max_delay: float, jitter: float) -> RetryPolicy:
+    """Policies are immutable, so jobs with the same options share one (decoding is hot)."""
+    return RetryPolicy(strategy, delay, max_delay, jitter)
+
+
+#: The policy of a job that sets none.
+DEFAULT_RETRY = RetryPolicy()

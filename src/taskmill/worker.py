@@ -11,11 +11,10 @@ import os
 import random
 import signal
 import socket
-import threading
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from taskmill.app import App, Task
@@ -44,7 +43,8 @@ class JobContext:
 
     job: Job
     worker: Worker
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Set once the job is to stop; a sync handler sees it through check_cancelled().
+    cancelled: bool = False
     stop_reason: StopReason | None = None
 
     @property
@@ -61,7 +61,7 @@ class JobContext:
 
     def check_cancelled(self) -> None:
         """For sync handlers: raise JobCancelledError once the job's cancellation was asked."""
-        if self.cancelled.is_set():
+        if self.cancelled:
             raise JobCancelledError(f"job {self.job.id} was cancelled")
 
 
@@ -257,7 +257,7 @@ class Worker:
         entry = self._running.get(ctx.job.id)
         if entry is not None and ctx.stop_reason is None:
             ctx.stop_reason = reason
-            ctx.cancelled.set()
+            ctx.cancelled = True
             entry[0].cancel()
 
     async def _run(self, job: Job, ctx: JobContext) -> None:
@@ -274,7 +274,9 @@ class Worker:
     async def _execute(self, job: Job, ctx: JobContext) -> Outcome:
         assert job.token is not None
         task = self.app.tasks.get(job.task)
-        timer = asyncio.timeout(job.timeout)
+        timer = (
+            asyncio.timeout(job.timeout) if job.timeout is not None else contextlib.nullcontext()
+        )
         try:
             if task is None:
                 raise UnknownTaskError(job.task, list(self.app.tasks))
@@ -291,7 +293,7 @@ class Worker:
                 return self._cancelled(job)
             raise
         except TimeoutError as exc:
-            if timer.expired():
+            if isinstance(timer, asyncio.Timeout) and timer.expired():
                 return self._failure(job, f"timed out after {job.timeout}s", None, False)
             return self._failure(job, _describe(exc), traceback.format_exc(), False)
         except ChildError as exc:
