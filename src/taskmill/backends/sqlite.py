@@ -1,0 +1,695 @@
+"""The SQLite backend: one database file shared by the worker processes of one machine.
+
+Every method that changes state is one `BEGIN IMMEDIATE` transaction, so it is atomic
+across processes. All queries of an instance run on one thread that owns its connection,
+so the event loop never waits on the disk or on another process's write lock. A commit
+wakes the waiters of this process at once, and those of others within POLL_INTERVAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import operator
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
+from typing import Any, TypeVar
+
+import orjson
+
+from taskmill.backends.base import (
+    LEASE_EXPIRED,
+    WORKER_TTL,
+    Backend,
+    Clock,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+)
+from taskmill.errors import BackendError, ConfigError
+from taskmill.job import AttemptError, Job, JobState, decode, encode
+from taskmill.retry import RetryPolicy
+
+T = TypeVar("T")
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
+
+#: How long a call waits for another process's lock before failing.
+BUSY_TIMEOUT = 10.0
+#: How soon a waiting worker learns of a commit by another process.
+POLL_INTERVAL = 0.05
+#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
+CLOCK_CHECK = 0.25
+#: Finished jobs deleted per `maintain` at most, so that one call never holds the lock long.
+PRUNE_BATCH = 10_000
+
+# Written out, not bound as parameters: SQLite uses a partial index only when the query
+# repeats its WHERE clause (see 0001_init.sql).
+_WAITING = "('pending', 'scheduled', 'retrying')"
+_PRUNABLE = "('succeeded', 'cancelled', 'expired')"
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+# Job fields stored as they are, one column each.
+_PLAIN = (
+    "id", "task", "queue", "priority", "payload", "max_retries", "result_ttl", "expires_at",
+    "created_at", "run_at", "started_at", "finished_at", "attempts", "worker", "token",
+    "lease_until", "progress", "cancel_requested",
+)  # fmt: skip
+_plain_values = operator.attrgetter(*_PLAIN)
+# What _job() reads: _PLAIN, then the stored forms of state, errors, result, spec; then seq.
+_COLUMNS = ", ".join((*_PLAIN, "state", "errors", "result", "spec", "seq"))
+_SELECT = f"SELECT {_COLUMNS} FROM jobs"
+_INSERT = (
+    f"INSERT INTO jobs ({', '.join((*_PLAIN, 'state', 'errors', 'result', 'spec', 'due'))}) "
+    f"VALUES ({_marks(len(_PLAIN) + 5)}) ON CONFLICT (id) DO NOTHING"
+)
+_CLAIM = f"""
+UPDATE jobs SET state = 'running', attempts = attempts + 1, token = lower(hex(randomblob(8))),
+    worker = ?, started_at = ?, lease_until = ?, cancel_requested = 0
+WHERE seq IN (
+    SELECT seq FROM jobs WHERE queue = ? AND due = 1 AND state IN {_WAITING} AND run_at <= ?
+    ORDER BY priority DESC, seq LIMIT ?)
+RETURNING {_COLUMNS}"""
+# A queue's next job is due now if one is in the claim index (almost always due), else at
+# the earliest run_at among the rest. The planner would scan jobs_queue for the first part.
+_NEXT_RUN_AT = f"""
+SELECT coalesce(
+    (SELECT ? FROM jobs INDEXED BY jobs_claim WHERE queue = ? AND due = 1 AND state IN {_WAITING}
+     LIMIT 1),
+    (SELECT run_at FROM jobs WHERE queue = ? AND due = 0 AND state IN {_WAITING}
+     ORDER BY run_at LIMIT 1))"""
+_APPEND_ERROR = (
+    "errors = CASE WHEN :error IS NULL THEN errors "
+    "ELSE json_insert(errors, '$[#]', json(:error)) END"
+)
+_FINISH = {
+    state: f"UPDATE jobs SET {sets}, token = NULL, lease_until = NULL, "
+    "progress = coalesce(:progress, progress) "
+    "WHERE id = :id AND state = 'running' AND token = :token"
+    for state, sets in {
+        JobState.SUCCEEDED: "state = 'succeeded', result = :result, finished_at = :now",
+        JobState.RETRYING: f"state = 'retrying', {_APPEND_ERROR}, run_at = :run_at, "
+        "due = :run_at <= :now",
+        JobState.DEAD: f"state = 'dead', {_APPEND_ERROR}, finished_at = :now",
+        JobState.CANCELLED: f"state = 'cancelled', {_APPEND_ERROR}, finished_at = :now",
+        JobState.PENDING: "attempts = attempts - 1, due = run_at <= :now, "
+        "state = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'pending' END",
+    }.items()
+}
+_RESCUE = (
+    "UPDATE jobs SET state = ?, finished_at = ?, run_at = coalesce(?, run_at), due = ?, "
+    "token = NULL, lease_until = NULL, errors = json_insert(errors, '$[#]', json(?)) "
+    "WHERE id = ?"
+)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _job(row: Sequence[Any]) -> Job:
+    """A Job from a row selected as _COLUMNS."""
+    *plain, state, errors, result, spec, _seq = row
+    job = Job(
+        **dict(zip(_PLAIN, plain, strict=True)),
+        state=JobState(state),
+        errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors != "[]" else [],
+        result=None if result is None else decode(result),
+    )
+    job.cancel_requested = bool(job.cancel_requested)
+    job.apply_spec(decode(spec))
+    return job
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    """The INSERT parameters of a new job record."""
+    return (
+        *_plain_values(job),
+        job.state.value,
+        _dumps([e.to_dict() for e in job.errors]) if job.errors else "[]",
+        None if job.result is None else encode(job.result),
+        orjson.dumps(job.spec()),
+        job.state is JobState.PENDING,
+    )
+
+
+def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
+    row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else _job(row)
+
+
+def _paused(conn: sqlite3.Connection, queues: list[str]) -> set[str]:
+    sql = f"SELECT name FROM queues WHERE paused AND name IN ({_marks(len(queues))})"
+    return {name for (name,) in conn.execute(sql, queues)}
+
+
+def _filters(**filters: str | None) -> tuple[list[str], list[Any]]:
+    """WHERE terms and their parameters for the filters given (column=value or None)."""
+    given = {column: value for column, value in filters.items() if value is not None}
+    return [f"{column} = ?" for column in given], list(given.values())
+
+
+def _where(terms: list[str]) -> str:
+    return f"WHERE {' AND '.join(terms)}" if terms else ""
+
+
+def _path(url: str) -> str:
+    path = url.removeprefix("sqlite:///")
+    if path == url or not path or "?" in path:
+        raise ConfigError(
+            f"invalid SQLite URL {url!r}; use sqlite:///relative.db or sqlite:////abs.db"
+        )
+    if path == ":memory:":
+        # Each connection to :memory: is a database of its own; workers must share one.
+        raise ConfigError("sqlite:///:memory: is not supported; use a file (or memory://)")
+    return os.path.abspath(path)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a migration script, one by one.
+
+    executescript() would commit the open transaction, so each statement runs on its own."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():
+        yield statement  # trailing comments; a partial statement fails loudly here
+
+
+class _Watcher:
+    """Wakes the waiters on one database file in this process: at once when a backend of
+    this process commits (`notify`), within POLL_INTERVAL when another process does.
+
+    SQLite cannot notify across processes, so while anyone waits, one thread per file polls
+    PRAGMA data_version, which changes when another connection commits. Polling here, not
+    on each backend's thread, spares an event loop wake-up and thread hand-off per poll:
+    that is most of an idle worker's CPU use.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.waiters: set[Waiter] = set()
+        self.lock = threading.Condition()
+        self.polling = False
+
+    def add(self, waiter: Waiter) -> None:
+        with self.lock:
+            self.waiters.add(waiter)
+            if not self.polling:
+                self.polling = True
+                threading.Thread(
+                    target=self._poll, name="taskmill-sqlite-watch", daemon=True
+                ).start()
+            self.lock.notify()
+
+    def remove(self, waiter: Waiter) -> None:
+        with self.lock:
+            self.waiters.discard(waiter)
+
+    def notify(self) -> None:
+        with self.lock:
+            waiters = list(self.waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(event.set)
+
+    def _poll(self) -> None:
+        version = None
+        try:
+            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+                while True:
+                    with self.lock:
+                        if not self.waiters:
+                            version = None
+                            if not self.lock.wait_for(lambda: self.waiters, timeout=10.0):
+                                self.polling = False
+                                return
+                    current = conn.execute("PRAGMA data_version").fetchone()[0]
+                    if current != version:
+                        # Also when polling (re)starts: a waiter's last look may predate it.
+                        version = current
+                        self.notify()
+                    time.sleep(POLL_INTERVAL)
+        except sqlite3.Error:
+            with self.lock:
+                self.polling = False
+            self.notify()  # the waiters look again; their backends report the error
+
+
+_watchers: dict[str, _Watcher] = {}
+_watchers_lock = threading.Lock()
+
+
+def _watcher(path: str) -> _Watcher:
+    key = os.path.realpath(path)
+    with _watchers_lock:
+        return _watchers.setdefault(key, _Watcher(key))
+
+
+class SQLiteBackend(Backend):
+    """Jobs in a SQLite file (`sqlite:///relative.db`, `sqlite:////absolute.db`)."""
+
+    # Set on the instance's thread by open(); only that thread uses it.
+    _conn: sqlite3.Connection
+
+    def __init__(self, url: str, clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        self.url = url
+        self.path = _path(url)
+        self._watcher = _watcher(self.path)
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise BackendError(f"SQLite backend {self.url} is not open")
+        call = functools.partial(self._patiently, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.Error as exc:
+            raise BackendError(f"SQLite database {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _patiently(fn: Callable[[], T]) -> T:
+        """Call fn, again while another process holds the lock it needs (a failed
+        transaction was rolled back, so fn may run again).
+
+        Not SQLite's busy handler: it sleeps up to 100 ms between tries, and so loses the
+        lock race to busier processes for seconds (1.8 s seen with four workers: leases
+        expired)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if (
+                    exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY
+                    or time.monotonic() > deadline
+                ):
+                    raise
+            time.sleep(random.uniform(0.0005, 0.002))
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
+        conn = self._conn
+        conn.execute(begin)
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        return result
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run(lambda: self._transaction(fn, "BEGIN IMMEDIATE"))
+
+    async def _change(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one statement in a transaction of its own; returns how many rows it changed."""
+        return await self._write(lambda conn: conn.execute(sql, params).rowcount)
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="taskmill-sqlite")
+        now = self.clock()
+        try:
+            await self._run(self._connect)
+            await self._run(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            await self._write(lambda conn: self._migrate(conn, now))
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self) -> None:
+        # timeout=0: _patiently() waits for locks instead of SQLite's busy handler.
+        self._conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate(self, conn: sqlite3.Connection, now: float) -> None:
+        """Apply the numbered scripts of sql/sqlite/ not yet recorded in schema_version."""
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+        )
+        (current,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        scripts = sorted(
+            (int(f.name.split("_", 1)[0]), f)
+            for f in files("taskmill.backends").joinpath("sql", "sqlite").iterdir()
+            if f.name.endswith(".sql")
+        )
+        if current > scripts[-1][0]:
+            raise BackendError(
+                f"SQLite database {self.path} has schema version {current}, newer than this "
+                f"taskmill knows ({scripts[-1][0]}); upgrade taskmill"
+            )
+        for version, script in scripts:
+            if version > current:
+                for statement in _statements(script.read_text("utf-8")):
+                    conn.execute(statement)
+                sql = "INSERT INTO schema_version VALUES (?, ?, ?)"
+                conn.execute(sql, (version, script.name, now))
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        try:
+            if hasattr(self, "_conn"):
+                await self._run(self._conn.close)
+        finally:
+            self._executor.shutdown()
+            self._executor = None
+
+    # -- producers ------------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        if not jobs:
+            return []
+        now = self.clock()
+        # The jobs given become the records, not copies of them: a copy costs as much as a
+        # sixth of the row's insert, and the caller gets back the stored records anyway.
+        records = list(jobs)
+        for job in records:
+            job.created_at, job.run_at = now, job.run_at or now
+            job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
+        rows = [_row(record) for record in records]
+
+        def run(conn: sqlite3.Connection) -> dict[str, Job]:
+            (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()
+            changes = conn.total_changes
+            conn.executemany(_INSERT, rows)
+            if conn.total_changes - changes == len(rows):
+                return {}
+            # Some ids were taken: by rows stored before this call, or earlier in the batch.
+            ids = _dumps([record.id for record in records])
+            sql = f"{_SELECT} WHERE seq <= ? AND id IN (SELECT value FROM json_each(?))"
+            return {job.id: job for job in map(_job, conn.execute(sql, (last, ids)))}
+
+        stored = await self._write(run)
+        self._watcher.notify()
+        return [stored.setdefault(record.id, record) for record in records]
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self._run(lambda: _get(self._conn, job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        if limit <= 0:
+            return [], None
+        where, params = _filters(state=state, queue=queue, task=task)
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise ConfigError(f"invalid cursor {cursor!r}")
+            where.append("seq < ?")
+            params.append(int(cursor))
+        sql = f"{_SELECT} {_where(where)} ORDER BY seq DESC LIMIT ?"
+
+        def run() -> tuple[list[Job], str | None]:
+            rows = self._conn.execute(sql, (*params, limit + 1)).fetchall()
+            more = len(rows) > limit
+            return [_job(row) for row in rows[:limit]], str(rows[limit - 1][-1]) if more else None
+
+        return await self._run(run)
+
+    async def cancel(self, job_id: str) -> Job | None:
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> Job | None:
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_at = ? "
+                f"WHERE id = ? AND state IN {_WAITING}",
+                (now, job_id),
+            )
+            sql = "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'"
+            conn.execute(sql, (job_id,))
+            return _get(conn, job_id)
+
+        return await self._write(run)
+
+    async def delete(self, job_id: str) -> bool:
+        sql = "DELETE FROM jobs WHERE id = ? AND state != 'running'"
+        return await self._change(sql, (job_id,)) == 1
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[Job]:
+        order = list(dict.fromkeys(queues))
+        if limit <= 0 or not order:
+            return []
+        now = self.clock()
+        marks = _marks(len(order))
+        rank = {queue: i for i, queue in enumerate(order)}
+
+        def run(conn: sqlite3.Connection) -> list[Job]:
+            conn.execute(
+                # Left to itself, the planner scans every waiting job of the queue instead.
+                "UPDATE jobs INDEXED BY jobs_expiry SET state = 'expired', finished_at = ? "
+                f"WHERE state IN {_WAITING} AND expires_at <= ? AND queue IN ({marks})",
+                (now, now, *order),
+            )
+            conn.execute(
+                "UPDATE jobs SET due = 1 "
+                f"WHERE due = 0 AND state IN {_WAITING} AND run_at <= ? AND queue IN ({marks})",
+                (now, *order),
+            )
+            paused = _paused(conn, order)
+            rows: list[Any] = []
+            for queue in order:
+                if queue not in paused:
+                    params = (worker_id, now, now + lease, queue, now, limit - len(rows))
+                    rows += conn.execute(_CLAIM, params).fetchall()
+                    if len(rows) >= limit:
+                        break
+            # RETURNING yields rows in no particular order; row[-1] is seq.
+            jobs = [(_job(row), row[-1]) for row in rows]
+            jobs.sort(key=lambda pair: (rank[pair[0].queue], -pair[0].priority, pair[1]))
+            return [job for job, _ in jobs]
+
+        return await self._write(run)
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        names = list(dict.fromkeys(queues))
+        wake = asyncio.Event()
+        waiter = (loop, wake)
+        self._watcher.add(waiter)
+        try:
+            next_at = None
+            woken = True
+            while True:
+                if woken:
+                    # Look before returning: the commit may concern other queues, and a
+                    # claim (a write) on every commit would keep idle workers busy.
+                    wake.clear()
+                    probe = functools.partial(self._next_run_at, names, self.clock())
+                    next_at = await self._run(probe)
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (next_at is not None and next_at <= self.clock()):
+                    return
+                if next_at is not None:
+                    remaining = min(remaining, next_at - self.clock(), CLOCK_CHECK)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await wake.wait()
+                woken = wake.is_set()
+        finally:
+            self._watcher.remove(waiter)
+
+    def _next_run_at(self, queues: list[str], now: float) -> float | None:
+        """When a job waiting in these queues, unless paused, is due: now, or its run_at."""
+        paused = _paused(self._conn, queues)
+        times = [
+            self._conn.execute(_NEXT_RUN_AT, (now, queue, queue)).fetchone()[0]
+            for queue in queues
+            if queue not in paused
+        ]
+        return min((t for t in times if t is not None), default=None)
+
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        held: Mapping[str, str],
+        lease: float,
+        progress: Mapping[str, float],
+    ) -> set[str]:
+        now = self.clock()
+        info = _dumps({**worker.to_dict(), "last_seen": now})
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            conn.execute(
+                "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?) ON CONFLICT (id) "
+                "DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen",
+                (worker.id, info, now),
+            )
+            stop = set()
+            for job_id, token in held.items():
+                rows = conn.execute(
+                    "UPDATE jobs SET lease_until = ?, progress = coalesce(?, progress) "
+                    "WHERE id = ? AND state = 'running' AND token = ? RETURNING cancel_requested",
+                    (now + lease, progress.get(job_id), job_id, token),
+                ).fetchall()
+                if not rows or rows[0][0]:
+                    stop.add(job_id)
+            return stop
+
+        return await self._write(run)
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        now = self.clock()
+        statements = []
+        for outcome in outcomes:
+            sql = _FINISH.get(outcome.state)
+            if sql is None:
+                raise BackendError(f"an attempt cannot end as {outcome.state.value}")
+            params = {
+                "id": outcome.job_id,
+                "token": outcome.token,
+                "now": now,
+                "result": encode(outcome.result) if outcome.state is JobState.SUCCEEDED else None,
+                "error": None if outcome.error is None else _dumps(outcome.error.to_dict()),
+                "run_at": now if outcome.run_at is None else outcome.run_at,
+                "progress": outcome.progress,
+            }
+            statements.append((sql, params))
+
+        def run(conn: sqlite3.Connection) -> list[bool]:
+            return [conn.execute(sql, params).rowcount == 1 for sql, params in statements]
+
+        applied = await self._write(run)
+        if any(applied):
+            self._watcher.notify()
+        return applied
+
+    async def maintain(self) -> int:
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> int:
+            expired = conn.execute(
+                "SELECT id, attempts, max_retries, spec, worker FROM jobs "
+                "WHERE state = 'running' AND lease_until < ?",
+                (now,),
+            ).fetchall()
+            rescues: list[tuple[Any, ...]] = []
+            for job_id, attempts, max_retries, spec, worker in expired:
+                error = AttemptError(attempts, LEASE_EXPIRED, worker=worker, at=now)
+                rescue: tuple[Any, ...]
+                if attempts > max_retries:
+                    rescue = ("dead", now, None, False)
+                else:
+                    policy = RetryPolicy.from_dict(decode(spec).get("retry", {}))
+                    run_at = now + policy.backoff(attempts)
+                    rescue = ("retrying", None, run_at, run_at <= now)
+                rescues.append((*rescue, _dumps(error.to_dict()), job_id))
+            conn.executemany(_RESCUE, rescues)
+            conn.execute(
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs "
+                f"WHERE state IN {_PRUNABLE} AND finished_at + result_ttl < ? LIMIT ?)",
+                (now, PRUNE_BATCH),
+            )
+            conn.execute("DELETE FROM workers WHERE last_seen < ?", (now - WORKER_TTL,))
+            return len(rescues)
+
+        rescued = await self._write(run)
+        if rescued:
+            self._watcher.notify()
+        return rescued
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._change("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        since = self.clock() - WORKER_TTL
+
+        def run() -> list[WorkerInfo]:
+            sql = "SELECT info, last_seen FROM workers WHERE last_seen >= ? ORDER BY id"
+            return [
+                WorkerInfo.from_dict({**decode(info), "last_seen": last_seen})
+                for info, last_seen in self._conn.execute(sql, (since,))
+            ]
+
+        return await self._run(run)
+
+    # -- queues and the dead-letter queue ------------------------------------------------
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        sql = (
+            "INSERT INTO queues (name, paused) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"
+        )
+        await self._change(sql, (queue, paused))
+        if not paused:
+            self._watcher.notify()
+
+    async def list_queues(self) -> list[QueueInfo]:
+        now = self.clock()
+
+        def run(conn: sqlite3.Connection) -> list[QueueInfo]:
+            infos = {
+                name: QueueInfo(name, paused=bool(paused))
+                for name, paused in conn.execute("SELECT name, paused FROM queues")
+            }
+            counts = conn.execute("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
+            for queue, state, count in counts:
+                infos.setdefault(queue, QueueInfo(queue)).counts[state] = count
+            oldest = conn.execute(
+                "SELECT queue, min(created_at) FROM jobs "
+                f"WHERE state IN {_WAITING} AND run_at <= ? GROUP BY queue",
+                (now,),
+            )
+            for queue, created_at in oldest:
+                infos[queue].oldest_pending = created_at
+            return [infos[name] for name in sorted(infos)]
+
+        # A read transaction, so that counts and oldest come from one snapshot.
+        return await self._run(lambda: self._transaction(run, "BEGIN"))
+
+    async def requeue(
+        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    ) -> int:
+        now = self.clock()
+        where, params = _filters(state=JobState.DEAD, queue=queue, task=task)
+        if ids is not None:
+            where.append("id IN (SELECT value FROM json_each(?))")
+            params.append(_dumps(list(ids)))
+        sql = (
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, due = 1, "
+            f"finished_at = NULL {_where(where)}"
+        )
+        moved = await self._change(sql, (now, *params))
+        if moved:
+            self._watcher.notify()
+        return moved
+
+    async def purge(
+        self,
+        *,
+        state: JobState = JobState.DEAD,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> int:
+        if not state.finished:
+            return 0
+        where, params = _filters(state=state, queue=queue, task=task)
+        return await self._change(f"DELETE FROM jobs {_where(where)}", params)
