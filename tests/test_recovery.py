@@ -104,7 +104,7 @@ async def test_sigkilled_worker_jobs_run_again_elsewhere(
         assert job.attempts == 2
         assert [e.error for e in job.errors] == [LEASE_EXPIRED]
     # The killed worker's tokens can no longer complete or renew anything.
-    stale = [Outcome(i, token, JobState.SUCCEEDED, result=-1) for i, token in held.items()]
+    stale = [Outcome(i, token, JobState.SUCCEEDED, result=b"-1") for i, token in held.items()]
     assert await backend.finish(stale) == [False] * 8
     info = (await backend.list_workers())[0]
     assert await backend.heartbeat(info, held, 30.0, {}) == set(held)

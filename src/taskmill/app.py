@@ -287,11 +287,11 @@ class App:
         bad item raises before anything is stored."""
         records = [item if isinstance(item, Job) else self._job_from_mapping(item) for item in jobs]
         backend = await self.backend()
-        handles: list[JobHandle[Any]] = []
-        for start in range(0, len(records), BATCH):
-            stored = await backend.enqueue(records[start : start + BATCH])
-            handles.extend(JobHandle(self, job) for job in stored)
-        return handles
+        # Batches go out together: while the backend stores one, the next is being encoded.
+        batches = await asyncio.gather(
+            *(backend.enqueue(records[i : i + BATCH]) for i in range(0, len(records), BATCH))
+        )
+        return [JobHandle(self, job) for batch in batches for job in batch]
 
     def _job_from_mapping(self, item: Mapping[str, Any]) -> Job:
         if not isinstance(item, Mapping) or "task" not in item:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -101,8 +102,12 @@ def check_queue_name(name: str) -> str:
 
 
 def new_id() -> str:
-    """128 random bits as hex, like uuid4().hex at a tenth of its cost."""
-    return os.urandom(16).hex()
+    """32 hex digits: milliseconds since the epoch, then 80 random bits.
+
+    Time-ordered, so that the ids of new jobs land together at the end of an index rather
+    than on a random page each (a batch of inserts then writes a few pages, not thousands).
+    """
+    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
 
 
 def encode(value: Any) -> bytes:

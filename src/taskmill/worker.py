@@ -284,8 +284,8 @@ class Worker:
             task.check_arguments(args, kwargs)
             async with timer:
                 result = await self._invoke(task, args, kwargs)
-            encode(result)  # a result the backend cannot store fails here, with a clear error
-            return Outcome(job.id, job.token, JobState.SUCCEEDED, result=result)
+            stored = encode(result)  # a result that cannot be stored fails here, clearly
+            return Outcome(job.id, job.token, JobState.SUCCEEDED, result=stored)
         except asyncio.CancelledError:
             if ctx.stop_reason == "shutdown":
                 return Outcome(job.id, job.token, JobState.PENDING)

@@ -9,7 +9,7 @@ import pytest
 
 from taskmill.backends import Backend, Outcome, WorkerInfo
 from taskmill.backends.base import LEASE_EXPIRED
-from taskmill.job import AttemptError, Job, JobState
+from taskmill.job import AttemptError, Job, JobState, encode
 from taskmill.retry import RetryPolicy
 from tests.conftest import FakeClock
 
@@ -33,7 +33,7 @@ async def claim(
 
 def ok(job: Job, result: Any = None) -> Outcome:
     assert job.token
-    return Outcome(job.id, job.token, JobState.SUCCEEDED, result=result)
+    return Outcome(job.id, job.token, JobState.SUCCEEDED, result=encode(result))
 
 
 def failed(job: Job, state: JobState, clock: FakeClock, run_at: float | None = None) -> Outcome:
@@ -165,7 +165,7 @@ async def test_success_stores_the_result(backend: Backend, clock: FakeClock) -> 
 async def test_a_stale_token_cannot_finish(backend: Backend) -> None:
     await backend.enqueue([make()])
     (job,) = await claim(backend)
-    stale = Outcome(job.id, "not-the-token", JobState.SUCCEEDED, result=1)
+    stale = Outcome(job.id, "not-the-token", JobState.SUCCEEDED, result=b"1")
     assert await backend.finish([stale, ok(job, 2)]) == [False, True]
     assert await backend.finish([ok(job, 3)]) == [False]  # finished once only
     stored = await backend.get(job.id)

@@ -39,7 +39,9 @@ class Outcome:
     job_id: str
     token: str
     state: JobState
-    result: Any = None
+    #: The handler's return value, JSON-encoded (job.encode) by the worker, which must
+    #: know it can be stored before it reports success.
+    result: bytes | None = None
     error: AttemptError | None = None
     run_at: float | None = None
     #: The last progress the handler reported, when a heartbeat may not have carried it.

@@ -21,7 +21,7 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
-from taskmill.job import FINISHED_STATES, WAITING_STATES, AttemptError, Job, JobState
+from taskmill.job import FINISHED_STATES, WAITING_STATES, AttemptError, Job, JobState, decode
 
 
 class _Store:
@@ -255,8 +255,8 @@ class MemoryBackend(Backend):
                     job.errors.append(outcome.error)
                 if outcome.progress is not None:
                     job.progress = outcome.progress
-                if outcome.state == JobState.SUCCEEDED:
-                    job.result = outcome.result
+                if outcome.state == JobState.SUCCEEDED and outcome.result is not None:
+                    job.result = decode(outcome.result)
                 if outcome.state in FINISHED_STATES:
                     job.finished_at = now
                     continue
