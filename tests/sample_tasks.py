@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from taskmill import App
@@ -29,3 +30,9 @@ def record(n: int, hold: float = 0.0) -> int:
     with open(os.environ["TASKMILL_TEST_LOG"], "a") as log:
         log.write(f"{n}\n")
     return n
+
+
+@app.task(name="poison", max_retries=1, retry="fixed", retry_delay=0.05)
+def poison() -> None:
+    """Kills the worker that runs it, as a segfaulting extension or an OOM kill would."""
+    os.kill(os.getpid(), signal.SIGKILL)

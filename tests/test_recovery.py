@@ -112,6 +112,31 @@ async def test_sigkilled_worker_jobs_run_again_elsewhere(
     await app.aclose()
 
 
+async def test_a_job_that_keeps_killing_its_worker_ends_in_the_dead_letter_queue(
+    env: dict[str, str], workers: list[subprocess.Popen[bytes]]
+) -> None:
+    app = App(env["TASKMILL_URL"])
+    (poison,) = await app.aenqueue_many([sample_tasks.poison.prepare()])
+    (fine,) = await app.aenqueue_many([sample_tasks.record.prepare(1)])
+    deaths = 0
+    while (job := await app.aget(poison.id)).state != JobState.DEAD:
+        assert deaths < 5, "the poison job kept coming back"
+        # Each worker rescues its predecessor's job once the lease (2 s) has expired.
+        proc = start_worker(workers, env)
+        while proc.poll() is None and (await app.aget(poison.id)).state != JobState.DEAD:
+            await asyncio.sleep(0.1)
+        if proc.poll() is None:
+            proc.terminate()
+            assert proc.wait(20) == 0
+        else:
+            assert proc.returncode == -signal.SIGKILL
+            deaths += 1
+    assert deaths == 2  # max_retries=1: two attempts, each killed its worker
+    assert [e.error for e in job.errors] == [LEASE_EXPIRED, LEASE_EXPIRED]
+    await wait_for_states(app, [fine.id], JobState.SUCCEEDED, 30)
+    await app.aclose()
+
+
 async def test_sigterm_finishes_or_hands_back_running_jobs(
     env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:

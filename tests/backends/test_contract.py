@@ -134,6 +134,12 @@ async def test_paused_queue_accepts_but_hands_out_nothing(backend: Backend) -> N
     assert info.paused and info.counts["pending"] == 1
     await backend.set_paused("default", False)
     assert [j.id for j in await claim(backend)] == [job.id]
+    await backend.set_paused("empty", True)
+    await backend.set_paused("empty", False)
+    assert [(q.name, q.paused) for q in await backend.list_queues()] == [
+        ("default", False),
+        ("empty", False),
+    ]
 
 
 async def test_expired_jobs_never_run(backend: Backend, clock: FakeClock) -> None:
@@ -225,6 +231,26 @@ async def test_cancel_running_job_reaches_its_worker(backend: Backend) -> None:
     await backend.finish([Outcome(job.id, job.token, JobState.CANCELLED)])
     stored = await backend.get(job.id)
     assert stored is not None and stored.state == JobState.CANCELLED
+
+
+async def test_a_requested_cancel_survives_hand_back_and_lost_leases(
+    backend: Backend, clock: FakeClock
+) -> None:
+    handed, lost = await backend.enqueue([make(), make()])
+    taken = {job.id: job for job in await claim(backend)}
+    await backend.cancel(handed.id)
+    await backend.cancel(lost.id)
+    token = taken[handed.id].token
+    assert token
+    assert await backend.finish([Outcome(handed.id, token, JobState.PENDING)]) == [True]
+    clock.advance(LEASE + 1)
+    assert await backend.maintain() == 1
+    for job_id in (handed.id, lost.id):
+        stored = await backend.get(job_id)
+        assert stored is not None
+        assert stored.state == JobState.CANCELLED
+        assert stored.finished_at == clock() or job_id == handed.id
+    assert await claim(backend) == []
 
 
 async def test_cancel_leaves_finished_jobs(backend: Backend) -> None:

@@ -191,7 +191,8 @@ class Backend(ABC):
         SUCCEEDED sets result and finished_at. RETRYING appends the error and sets run_at.
         DEAD appends the error and sets finished_at. CANCELLED sets finished_at (appending
         the error if one is given). PENDING hands the job back: attempts - 1, original
-        run_at kept. Every one clears token and lease_until, and stores progress if given.
+        run_at kept; but a job whose cancellation was requested becomes CANCELLED instead.
+        Every one clears token and lease_until, and stores progress if given.
         """
 
     @abstractmethod
@@ -199,9 +200,10 @@ class Backend(ABC):
         """Periodic upkeep, safe to run from many processes at once. Returns jobs rescued.
 
         Rescues RUNNING jobs whose lease expired: LEASE_EXPIRED is recorded as the attempt's
-        error and the job becomes DEAD if attempts > max_retries, else RETRYING with run_at
-        = now + its retry backoff. Deletes SUCCEEDED, CANCELLED and EXPIRED jobs finished
-        more than result_ttl ago, and workers not seen for WORKER_TTL.
+        error and the job becomes CANCELLED if its cancellation was requested, DEAD if
+        attempts > max_retries, else RETRYING with run_at = now + its retry backoff. Deletes
+        SUCCEEDED, CANCELLED and EXPIRED jobs finished more than result_ttl ago, and workers
+        not seen for WORKER_TTL.
         """
 
     @abstractmethod
@@ -220,7 +222,8 @@ class Backend(ABC):
 
     @abstractmethod
     async def list_queues(self) -> list[QueueInfo]:
-        """Every queue that holds jobs or was paused, with counts per state, by name."""
+        """Every queue that holds jobs or was ever paused or resumed, with counts per
+        state, sorted by name."""
 
     @abstractmethod
     async def requeue(

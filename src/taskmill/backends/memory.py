@@ -36,6 +36,8 @@ class _Store:
         # stopped waiting are skipped when popped.
         self.ready: dict[str, list[tuple[int, int, str]]] = {}
         self.paused: set[str] = set()
+        #: Queues that were paused or resumed: listed even when they hold no job.
+        self.configured: set[str] = set()
         self.expiring: set[str] = set()
         self.workers: dict[str, WorkerInfo] = {}
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, frozenset[str]]] = []
@@ -262,6 +264,9 @@ class MemoryBackend(Backend):
                     continue
                 if outcome.state == JobState.PENDING:
                     job.attempts -= 1
+                    if job.cancel_requested:
+                        job.state, job.finished_at = JobState.CANCELLED, now
+                        continue
                     if job.run_at > now:
                         job.state = JobState.SCHEDULED
                 else:
@@ -280,8 +285,9 @@ class MemoryBackend(Backend):
                         AttemptError(job.attempts, LEASE_EXPIRED, None, job.worker, now)
                     )
                     job.token = job.lease_until = None
-                    if job.attempts > job.max_retries:
-                        job.state, job.finished_at = JobState.DEAD, now
+                    if job.cancel_requested or job.attempts > job.max_retries:
+                        job.finished_at = now
+                        job.state = JobState.CANCELLED if job.cancel_requested else JobState.DEAD
                     else:
                         job.state = JobState.RETRYING
                         job.run_at = now + job.retry.backoff(job.attempts)
@@ -316,6 +322,7 @@ class MemoryBackend(Backend):
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         with self._lock:
+            self._store.configured.add(queue)
             if paused:
                 self._store.paused.add(queue)
             else:
@@ -325,7 +332,8 @@ class MemoryBackend(Backend):
     async def list_queues(self) -> list[QueueInfo]:
         now = self.clock()
         with self._lock:
-            infos = {name: QueueInfo(name, paused=True) for name in self._store.paused}
+            store = self._store
+            infos = {name: QueueInfo(name, name in store.paused) for name in store.configured}
             for job in self._store.jobs.values():
                 info = infos.setdefault(job.queue, QueueInfo(job.queue))
                 info.counts[job.state.value] += 1

@@ -40,6 +40,8 @@ from taskmill.retry import RetryPolicy
 T = TypeVar("T")
 Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
 
+#: The queries use RETURNING (3.35) and the JSON operators -> and ->> (3.38).
+MIN_SQLITE = (3, 38, 0)
 #: How long a call waits for another process's lock before failing.
 BUSY_TIMEOUT = 10.0
 #: How soon a waiting worker learns of a commit by another process.
@@ -110,7 +112,9 @@ _FINISH = {
         JobState.DEAD: f"state = 'dead', {_APPEND_ERROR}, finished_at = :now",
         JobState.CANCELLED: f"state = 'cancelled', {_APPEND_ERROR}, finished_at = :now",
         JobState.PENDING: "attempts = attempts - 1, due = jobs.run_at <= :now, "
-        "state = CASE WHEN jobs.run_at > :now THEN 'scheduled' ELSE 'pending' END",
+        "state = CASE WHEN cancel_requested THEN 'cancelled' "
+        "WHEN jobs.run_at > :now THEN 'scheduled' ELSE 'pending' END, "
+        "finished_at = CASE WHEN cancel_requested THEN :now END",
     }.items()
 }
 _RESCUE = (
@@ -292,6 +296,11 @@ class SQLiteBackend(Backend):
 
     def __init__(self, url: str, clock: Clock = time.time) -> None:
         super().__init__(clock)
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ConfigError(
+                f"the SQLite backend needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer "
+                f"(JSON operators, RETURNING); this Python has {sqlite3.sqlite_version}"
+            )
         self.url = url
         self.path = _path(url)
         self._watcher = _watcher(self.path)
@@ -626,15 +635,17 @@ class SQLiteBackend(Backend):
 
         def run(conn: sqlite3.Connection) -> int:
             expired = conn.execute(
-                "SELECT id, attempts, max_retries, spec, worker FROM jobs "
+                "SELECT id, attempts, max_retries, spec, worker, cancel_requested FROM jobs "
                 "WHERE state = 'running' AND lease_until < ?",
                 (now,),
             ).fetchall()
             rescues: list[tuple[Any, ...]] = []
-            for job_id, attempts, max_retries, spec, worker in expired:
+            for job_id, attempts, max_retries, spec, worker, cancel in expired:
                 error = AttemptError(attempts, LEASE_EXPIRED, worker=worker, at=now)
                 rescue: tuple[Any, ...]
-                if attempts > max_retries:
+                if cancel:
+                    rescue = ("cancelled", now, None, False)
+                elif attempts > max_retries:
                     rescue = ("dead", now, None, False)
                 else:
                     policy = RetryPolicy.from_dict(decode(spec).get("retry", {}))
