@@ -123,7 +123,9 @@ async def test_a_job_that_keeps_killing_its_worker_ends_in_the_dead_letter_queue
         assert deaths < 5, "the poison job kept coming back"
         # Each worker rescues its predecessor's job once the lease (2 s) has expired.
         proc = start_worker(workers, env)
+        deadline = time.monotonic() + 30
         while proc.poll() is None and (await app.aget(poison.id)).state != JobState.DEAD:
+            assert time.monotonic() < deadline, "the worker neither died nor finished the job"
             await asyncio.sleep(0.1)
         if proc.poll() is None:
             proc.terminate()
