@@ -652,7 +652,7 @@ def demo(config: _Config, forever: bool, log_level: str) -> None:
 def _demo_table(jobs: list[Job]) -> str:
     rows = [
         [
-            job.id[:8],
+            "…" + job.id[-8:],  # ids start with their creation time: the end tells them apart
             job.task,
             _cut(", ".join(map(_compact, job.args)), 24),
             job.priority,
