@@ -429,3 +429,23 @@ async def test_process_executor_kills_on_timeout(app: App) -> None:
     await Worker(app, processes=1, burst=True).run()
     assert (await hung.arefresh()).error == "timed out after 0.5s"
     assert await other.aresult(5) != os.getpid()  # the killed child was replaced
+
+
+async def test_prefetched_jobs_are_cancellable_and_handed_back(app: App) -> None:
+    started = asyncio.Event()
+
+    @app.task
+    async def block() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    first, second, third = [await block.aenqueue() for _ in range(3)]
+    async with running(Worker(app, concurrency=1, prefetch=2)):
+        await asyncio.wait_for(started.wait(), 5)
+        await until(lambda: _is(app, third.id, JobState.RUNNING))  # claimed ahead, waiting
+        await second.acancel()
+        await until(lambda: _is(app, second.id, JobState.CANCELLED))
+    for handle in (first, third):
+        job = await handle.arefresh()
+        assert job.state == JobState.PENDING
+        assert job.attempts == 0

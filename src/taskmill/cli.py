@@ -299,6 +299,9 @@ def main(ctx: click.Context) -> None:
 @click.option("--strict", is_flag=True, help="Take the queues in the order given, not by weight.")
 @click.option("--burst", is_flag=True, help="Stop once no job is left to run.")
 @click.option("--processes", type=click.IntRange(min=1), help="Size of the process pool.")
+@click.option(
+    "--prefetch", type=click.IntRange(min=0), help="Jobs claimed ahead [default: concurrency]."
+)
 @click.option("--lease", callback=_duration, help="How long a claim holds a job: 30s, 2m.")
 @click.option("--grace", callback=_duration, help="Time running jobs get to finish on stop.")
 @click.option("--heartbeat", callback=_duration, help="Time between heartbeats.")
@@ -315,7 +318,7 @@ def worker(config: _Config, /, queues: dict[str, int], log_level: str, **options
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    runner = Worker(app, queues, **options)  # concurrency, strict, processes, burst
+    runner = Worker(app, queues, **options)  # concurrency, strict, processes, burst, prefetch
     _run(app, lambda app, backend: runner.run(install_signals=True))
 
 

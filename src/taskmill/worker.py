@@ -95,6 +95,10 @@ class Worker:
     queues: names, or names with weights. A claim looks at the queues in an order drawn by
     weight each time, so a heavy queue is preferred and a light one never starves;
     strict=True always takes them in the order given instead.
+
+    prefetch: jobs claimed ahead of free slots (default: as many as concurrency), so that
+    the next batch is being claimed while this one runs. They are leased like running
+    jobs, and handed back at once when the worker stops.
     """
 
     def __init__(
@@ -106,15 +110,17 @@ class Worker:
         strict: bool = False,
         processes: int | None = None,
         burst: bool = False,
+        prefetch: int | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
+        if concurrency < 1 or (prefetch is not None and prefetch < 0):
+            raise ValueError("concurrency must be >= 1 and prefetch >= 0")
         self.app = app
         self.settings = app.settings
         self.weights = dict(queues) if isinstance(queues, Mapping) else dict.fromkeys(queues, 1)
         for name in self.weights:
             check_queue_name(name)
         self.concurrency = concurrency
+        self.capacity = concurrency + (concurrency if prefetch is None else prefetch)
         self.strict = strict
         self.burst = burst
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -122,6 +128,7 @@ class Worker:
         self._pool: ProcessPool | None = None
         self._threads = ThreadPool(concurrency, "taskmill-job")
         self._running: dict[str, tuple[asyncio.Task[None], JobContext]] = {}
+        self._ready: dict[str, Job] = {}  # claimed, waiting for a free slot
         self._held: dict[str, str] = {}  # job id -> token, until the outcome is recorded
         self._progress: dict[str, float] = {}
         self._outcomes: list[Outcome] = []
@@ -206,14 +213,18 @@ class Worker:
 
     async def _fetch_loop(self, backend: Backend) -> None:
         failures = 0
+        # Claim in batches of at least this many while busy: a claim per freed slot would
+        # cost a round trip per job.
+        batch = max(1, self.capacity // 4)
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
-            if free <= 0:
+            self._start_ready()
+            want = self.capacity - len(self._running) - len(self._ready)
+            if want < batch and self._running:
                 self._slot_free.clear()
                 await self._until_stopping(self._slot_free.wait())
                 continue
             try:
-                jobs = await backend.claim(self._order(), self.id, free, self.settings.lease)
+                jobs = await backend.claim(self._order(), self.id, want, self.settings.lease)
                 failures = 0
             except Exception:
                 failures += 1
@@ -221,19 +232,27 @@ class Worker:
                 await self._until_stopping(asyncio.sleep(min(0.1 * 2**failures, 5.0)))
                 continue
             for job in jobs:
-                self._start(job)
+                assert job.token is not None
+                self._held[job.id] = job.token
+                self._ready[job.id] = job
             if not jobs:
-                if self.burst and not self._running:
+                if self.burst and not self._running and not self._ready:
                     return
-                # In burst mode a finishing job may be the last: wake to check.
+                # A freed slot matters too when a claimed job waits for it, or, in burst
+                # mode, when the finishing job may be the last.
                 self._slot_free.clear()
                 await self._until_stopping(
                     backend.wait(list(self.weights), self.settings.poll_interval),
-                    *([self._slot_free.wait()] if self.burst else []),
+                    *([self._slot_free.wait()] if self.burst or self._ready else []),
                 )
 
     async def _drain(self) -> None:
-        """Let running jobs finish within the grace period; hand the rest back."""
+        """Hand back jobs not started; let running ones finish within the grace period, then
+        hand back the rest."""
+        for job in self._ready.values():
+            assert job.token is not None
+            self._outcomes.append(Outcome(job.id, job.token, JobState.PENDING))
+        self._ready.clear()
         if not self._running:
             return
         tasks = [task for task, _ in self._running.values()]
@@ -246,12 +265,13 @@ class Worker:
 
     # -- running one job ----------------------------------------------------------------
 
-    def _start(self, job: Job) -> None:
-        assert job.token is not None
-        self._held[job.id] = job.token
-        ctx = JobContext(job, self)
-        task = asyncio.create_task(self._run(job, ctx), name=f"taskmill-job-{job.id}")
-        self._running[job.id] = (task, ctx)
+    def _start_ready(self) -> None:
+        while self._ready and len(self._running) < self.concurrency:
+            job_id = next(iter(self._ready))  # claim order: priority first
+            job = self._ready.pop(job_id)
+            ctx = JobContext(job, self)
+            task = asyncio.create_task(self._run(job, ctx), name=f"taskmill-job-{job_id}")
+            self._running[job_id] = (task, ctx)
 
     def _interrupt(self, ctx: JobContext, reason: StopReason) -> None:
         entry = self._running.get(ctx.job.id)
@@ -352,6 +372,9 @@ class Worker:
             entry = self._running.get(job_id)
             if entry is not None:
                 self._interrupt(entry[1], "cancel")
+            elif job_id in self._ready:
+                self._outcomes.append(self._cancelled(self._ready.pop(job_id)))
+                self._wake_flusher.set()
 
     async def _flush_loop(self, backend: Backend) -> None:
         """Record outcomes in batches: those that finish during one write go in the next."""

@@ -14,6 +14,7 @@ import sys
 import time
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,35 @@ async def test_wait_wakes_on_a_commit_by_another_process(tmp_path: Path) -> None
     await backend.finish([Outcome(job.id, job.token or "", JobState.SUCCEEDED)])
     await child.communicate()
     await backend.close()
+
+
+async def test_concurrent_writes_share_a_commit_and_fail_alone(tmp_path: Path) -> None:
+    backend = SQLiteBackend(f"sqlite:///{tmp_path / 'group.db'}")
+    await backend.open()
+    transactions = 0
+    run_transaction = backend._transaction
+
+    def counted(fn: Any, begin: str) -> Any:
+        nonlocal transactions
+        transactions += 1
+        return run_transaction(fn, begin)
+
+    backend._transaction = counted  # type: ignore[method-assign]
+    try:
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO jobs (id) VALUES ('violates NOT NULL')")
+
+        writes = [backend.enqueue([Job(task="t")]) for _ in range(20)]
+        results = await asyncio.gather(
+            *writes[:10], backend._write(broken), *writes[10:], return_exceptions=True
+        )
+        failed = results.pop(10)
+        assert isinstance(failed, BackendError)
+        assert "NOT NULL" in str(failed)
+        assert all(isinstance(r, list) and len(r) == 1 for r in results)
+        assert transactions <= 2  # not 21: the writes queued behind the first shared one
+        jobs, _ = await backend.list_jobs(limit=100)
+        assert len(jobs) == 20  # the failed write undid only itself
+    finally:
+        await backend.close()

@@ -172,6 +172,33 @@ def _spec_of(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> by
     return encode(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())
 
 
+def _each(
+    conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+) -> list[tuple[bool, Any]]:
+    """Run the writes of one transaction; each in a savepoint when it has company."""
+    if len(batch) == 1:
+        return [(True, batch[0][0](conn))]
+    results: list[tuple[bool, Any]] = []
+    for fn, _ in batch:
+        conn.execute("SAVEPOINT write")
+        try:
+            results.append((True, fn(conn)))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO write")
+            results.append((False, exc))
+        conn.execute("RELEASE write")
+    return results
+
+
+def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]]) -> None:
+    for (_, future), (ok, value) in zip(batch, results, strict=True):
+        if not future.done():  # its caller may have gone
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
 def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
     row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
     return None if row is None else _job(row)
@@ -305,6 +332,9 @@ class SQLiteBackend(Backend):
         self.path = _path(url)
         self._watcher = _watcher(self.path)
         self._executor: ThreadPoolExecutor | None = None
+        # Writes waiting for the next transaction, and the task that commits them.
+        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -315,7 +345,10 @@ class SQLiteBackend(Backend):
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except sqlite3.Error as exc:
-            raise BackendError(f"SQLite database {self.path}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> BackendError:
+        return BackendError(f"SQLite database {self.path}: {exc}")
 
     @staticmethod
     def _patiently(fn: Callable[[], T]) -> T:
@@ -350,7 +383,35 @@ class SQLiteBackend(Backend):
         return result
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._run(lambda: self._transaction(fn, "BEGIN IMMEDIATE"))
+        """Run fn in a write transaction, atomically.
+
+        Writes that arrive while one is being committed share the next transaction, each
+        in a savepoint of its own, so each stays atomic and a failing one undoes only
+        itself. A commit costs more than most writes: one now serves a claim together with
+        the finish of the batch before it, or many producers enqueueing at once."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._writes.append((fn, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_writes())
+        return await future
+
+    async def _commit_writes(self) -> None:
+        while self._writes:
+            batch, self._writes = self._writes, []
+            try:
+                each = functools.partial(_each, batch=batch)
+                results = await self._run(
+                    functools.partial(self._transaction, each, "BEGIN IMMEDIATE")
+                )
+            except BaseException as exc:
+                results = [(False, exc)] * len(batch)
+                if not isinstance(exc, Exception):
+                    _settle(batch, results)
+                    raise
+            _settle(batch, [
+                (ok, value if ok or not isinstance(value, sqlite3.Error) else self._error(value))
+                for ok, value in results
+            ])  # fmt: skip
 
     async def _change(self, sql: str, params: Sequence[Any]) -> int:
         """Run one statement in a transaction of its own; returns how many rows it changed."""
@@ -402,6 +463,8 @@ class SQLiteBackend(Backend):
     async def close(self) -> None:
         if self._executor is None:
             return
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         try:
             if hasattr(self, "_conn"):
                 await self._run(self._conn.close)
