@@ -34,7 +34,7 @@ from taskmill.backends.base import (
     WorkerInfo,
 )
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import AttemptError, Job, JobState, decode, encode
+from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, encode
 from taskmill.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -83,7 +83,7 @@ WHERE seq IN (
     ORDER BY priority DESC, seq LIMIT ?)
 RETURNING {_COLUMNS}"""
 # A queue's next job is due now if one is in the claim index (almost always due), else at
-# the earliest run_at among the rest. The planner would scan jobs_queue for the first part.
+# the earliest run_at among the rest. The planner would scan the table for the first part.
 _NEXT_RUN_AT = f"""
 SELECT coalesce(
     (SELECT ? FROM jobs INDEXED BY jobs_claim WHERE queue = ? AND due = 1 AND state IN {_WAITING}
@@ -763,20 +763,20 @@ class SQLiteBackend(Backend):
                 name: QueueInfo(name, paused=bool(paused))
                 for name, paused in conn.execute("SELECT name, paused FROM queues")
             }
-            counts = conn.execute("SELECT queue, state, count(*) FROM jobs GROUP BY queue, state")
-            for queue, state, count in counts:
-                infos.setdefault(queue, QueueInfo(queue)).counts[state] = count
-            oldest = conn.execute(
-                "SELECT queue, min(created_at) FROM jobs "
-                f"WHERE state IN {_WAITING} AND run_at <= ? GROUP BY queue",
+            # One pass over the table gives the counts and the oldest due job alike.
+            rows = conn.execute(
+                "SELECT queue, state, count(*), min(CASE WHEN run_at <= ? THEN created_at END) "
+                "FROM jobs GROUP BY queue, state",
                 (now,),
             )
-            for queue, created_at in oldest:
-                infos[queue].oldest_pending = created_at
+            for queue, state, count, oldest in rows:
+                info = infos.setdefault(queue, QueueInfo(queue))
+                info.counts[state] = count
+                if oldest is not None and JobState(state) in WAITING_STATES:
+                    info.oldest_pending = min(info.oldest_pending or oldest, oldest)
             return [infos[name] for name in sorted(infos)]
 
-        # A read transaction, so that counts and oldest come from one snapshot.
-        return await self._run(lambda: self._transaction(run, "BEGIN"))
+        return await self._run(lambda: run(self._conn))
 
     async def requeue(
         self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
