@@ -3,7 +3,7 @@
 Every method that changes state is one `BEGIN IMMEDIATE` transaction, so it is atomic
 across processes. All queries of an instance run on one thread that owns its connection,
 so the event loop never waits on the disk or on another process's write lock. A commit
-wakes the waiters of this process at once, and those of others within POLL_INTERVAL.
+wakes the waiters of this process at once, and those of others soon after (sqlite_watch).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import operator
 import os
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,19 +32,17 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
+from taskmill.backends.sqlite_watch import watcher
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, encode
 from taskmill.retry import RetryPolicy
 
 T = TypeVar("T")
-Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Event]
 
 #: The queries use RETURNING (3.35) and the JSON operators -> and ->> (3.38).
 MIN_SQLITE = (3, 38, 0)
 #: How long a call waits for another process's lock before failing.
 BUSY_TIMEOUT = 10.0
-#: How soon a waiting worker learns of a commit by another process.
-POLL_INTERVAL = 0.05
 #: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
 CLOCK_CHECK = 0.25
 #: Finished jobs deleted per `maintain` at most, so that one call never holds the lock long.
@@ -245,76 +242,6 @@ def _statements(script: str) -> Iterator[str]:
         yield statement  # trailing comments; a partial statement fails loudly here
 
 
-class _Watcher:
-    """Wakes the waiters on one database file in this process: at once when a backend of
-    this process commits (`notify`), within POLL_INTERVAL when another process does.
-
-    SQLite cannot notify across processes, so while anyone waits, one thread per file polls
-    PRAGMA data_version, which changes when another connection commits. Polling here, not
-    on each backend's thread, spares an event loop wake-up and thread hand-off per poll:
-    that is most of an idle worker's CPU use.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.waiters: set[Waiter] = set()
-        self.lock = threading.Condition()
-        self.polling = False
-
-    def add(self, waiter: Waiter) -> None:
-        with self.lock:
-            self.waiters.add(waiter)
-            if not self.polling:
-                self.polling = True
-                threading.Thread(
-                    target=self._poll, name="taskmill-sqlite-watch", daemon=True
-                ).start()
-            self.lock.notify()
-
-    def remove(self, waiter: Waiter) -> None:
-        with self.lock:
-            self.waiters.discard(waiter)
-
-    def notify(self) -> None:
-        with self.lock:
-            waiters = list(self.waiters)
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(event.set)
-
-    def _poll(self) -> None:
-        version = None
-        try:
-            with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
-                while True:
-                    with self.lock:
-                        if not self.waiters:
-                            version = None
-                            if not self.lock.wait_for(lambda: self.waiters, timeout=10.0):
-                                self.polling = False
-                                return
-                    current = conn.execute("PRAGMA data_version").fetchone()[0]
-                    if current != version:
-                        # Also when polling (re)starts: a waiter's last look may predate it.
-                        version = current
-                        self.notify()
-                    time.sleep(POLL_INTERVAL)
-        except sqlite3.Error:
-            with self.lock:
-                self.polling = False
-            self.notify()  # the waiters look again; their backends report the error
-
-
-_watchers: dict[str, _Watcher] = {}
-_watchers_lock = threading.Lock()
-
-
-def _watcher(path: str) -> _Watcher:
-    key = os.path.realpath(path)
-    with _watchers_lock:
-        return _watchers.setdefault(key, _Watcher(key))
-
-
 class SQLiteBackend(Backend):
     """Jobs in a SQLite file (`sqlite:///relative.db`, `sqlite:////absolute.db`)."""
 
@@ -330,7 +257,7 @@ class SQLiteBackend(Backend):
             )
         self.url = url
         self.path = _path(url)
-        self._watcher = _watcher(self.path)
+        self._watcher = watcher(self.path)
         self._executor: ThreadPoolExecutor | None = None
         # Writes waiting for the next transaction, and the task that commits them.
         self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
