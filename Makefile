@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Installing again only when pyproject.toml changed keeps every target fast.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-redis clean
 
 install: $(INSTALLED)
 
@@ -27,6 +27,10 @@ test: lint
 
 bench: install
 	$(BIN)/python bench/sqlite_bench.py
+
+# taskmill and eight peers on a private redis-server; peers install into bench/.venvs/.
+bench-redis: install
+	$(BIN)/python bench/redis_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist taskmill.db taskmill.db-wal taskmill.db-shm

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -15,7 +19,7 @@ from taskmill.backends import Backend, connect
 
 #: Backends every contract test runs against. Service-backed ones join this list with a
 #: fixture that skips when the service is missing, or fails under TASKMILL_REQUIRE_SERVICES=1.
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
 def fast_settings(url: str) -> Settings:
@@ -46,7 +50,118 @@ class FakeClock:
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         return f"memory://{uuid.uuid4().hex}"
+    if request.param == "redis":
+        return fresh_redis(request.getfixturevalue("redis_server"))
+    if request.param == "redis-cluster":
+        return fresh_redis(request.getfixturevalue("redis_cluster"))
     return f"sqlite:///{tmp_path / 'taskmill.db'}"
+
+
+# -- private Redis servers ---------------------------------------------------------------
+# Tests start their own servers on free ports and flush them between tests: a Redis that
+# is already running (say on 6379) may hold someone's data.
+
+
+class RedisServer:
+    """A redis-server process of the tests' own, on loopback."""
+
+    def __init__(self, directory: Path, port: int, *options: str) -> None:
+        self.directory, self.port, self.options = directory, port, options
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            missing("redis-server is not installed (apt-get install redis-server)")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir"]
+        command += [str(self.directory), "--save", "", *self.options]
+        log = self.directory / "redis.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while self.cli("PING") != "PONG":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not start; see {log}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM: Redis syncs its append-only file and exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+    def cli(self, *command: str) -> str:
+        cli = shutil.which("redis-cli") or "redis-cli"
+        result = subprocess.run(
+            [cli, "-p", str(self.port), *command], capture_output=True, check=False, timeout=30
+        )
+        return result.stdout.decode().strip()
+
+
+def missing(reason: str) -> NoReturn:
+    if require_services():
+        pytest.fail(f"{reason}, and TASKMILL_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port < 55535:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+
+
+def fresh_redis(url: str) -> str:
+    """The URL of a private server (or cluster), emptied for this test."""
+    ports = [node.rpartition(":")[2] for node in url.split("://")[1].split(",")]
+    for port in ports:
+        subprocess.run(
+            [shutil.which("redis-cli") or "redis-cli", "-p", port, "FLUSHALL"],
+            capture_output=True,
+            check=True,
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"), free_port(), "--appendonly", "no")
+    server.start()
+    yield f"redis://127.0.0.1:{server.port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Three masters, no replicas, as `redis-cli --cluster create` makes them."""
+    root = tmp_path_factory.mktemp("redis-cluster")
+    servers = []
+    try:
+        for i in range(3):
+            port = free_port()
+            options: tuple[str, ...] = ("--appendonly", "no", "--cluster-enabled", "yes")
+            options += ("--cluster-config-file", f"nodes-{port}.conf")
+            servers.append(RedisServer(root / str(i), port, *options))
+            servers[-1].start()
+        nodes = [f"127.0.0.1:{s.port}" for s in servers]
+        servers[0].cli("--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes")
+        deadline = time.monotonic() + 30
+        while not all("cluster_state:ok" in s.cli("CLUSTER", "INFO") for s in servers):
+            assert time.monotonic() < deadline, "the Redis Cluster did not form"
+            time.sleep(0.1)
+        yield "redis+cluster://" + ",".join(nodes)
+    finally:
+        for server in servers:
+            server.stop()
 
 
 @pytest.fixture

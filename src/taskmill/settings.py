@@ -15,7 +15,7 @@ DEFAULT_URL = "sqlite:///taskmill.db"
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    #: Backend URL: sqlite:///path, memory://name.
+    #: Backend URL: sqlite:///path, memory://name, redis://host:port, redis+cluster://h:p,h:p.
     url: str = DEFAULT_URL
     #: Largest encoded job payload accepted at enqueue, in bytes.
     max_payload: int = DEFAULT_MAX_PAYLOAD

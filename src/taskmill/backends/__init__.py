@@ -12,7 +12,8 @@ __all__ = ["Backend", "Clock", "Outcome", "QueueInfo", "WorkerInfo", "connect"]
 
 
 def connect(url: str, **options: Any) -> Backend:
-    """A backend for `url` (not opened yet): memory://NAME or sqlite:///PATH."""
+    """A backend for `url` (not opened yet): memory://NAME, sqlite:///PATH, redis://HOST,
+    rediss://HOST or redis+cluster://HOST:PORT,HOST:PORT."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from taskmill.backends.memory import MemoryBackend
@@ -22,4 +23,14 @@ def connect(url: str, **options: Any) -> Backend:
         from taskmill.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend(url, **options)
-    raise ConfigError(f"unsupported backend URL {url!r}; use memory:// or sqlite:///path")
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        try:
+            from taskmill.backends.redis import RedisBackend
+        except ImportError as exc:
+            raise ConfigError(
+                f"the Redis backend needs redis-py ({exc}); install taskmill[redis]"
+            ) from None
+        return RedisBackend(url, **options)
+    raise ConfigError(
+        f"unsupported backend URL {url!r}; use memory://, sqlite:///path or redis://host"
+    )

@@ -1,0 +1,17 @@
+-- Cancel a job: a waiting one is cancelled now, a running one gets cancel requested (its
+-- worker learns it at its next heartbeat), a finished one is left as it is.
+-- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
+-- ARGV[1] -> now
+-- ARGV[2] -> job id
+-- Returns the record afterwards (HGETALL; empty if there is no such job).
+local now, id = tonumber(ARGV[1]), ARGV[2]
+local key = PREFIX .. id
+local state = redis.call('HGET', key, 'state')
+if WAITING[state] then
+  unplace(id)
+  move(key, state, 'cancelled')
+  finished(id, key, 'cancelled', now)
+elseif state == 'running' then
+  redis.call('HSET', key, 'cancel', 1)
+end
+return redis.call('HGETALL', key)

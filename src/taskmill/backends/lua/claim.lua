@@ -1,0 +1,64 @@
+-- Take up to `limit` due jobs of one queue for a worker: expire waiting jobs past their
+-- expires_at, promote scheduled jobs now due, then take the best ready ones.
+-- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua, then
+--   KEYS[11] -> taskmill:{q}:claim:<nonce>  list: the ids this call took, kept a minute so
+--               that the client's retry of a call whose reply was lost (a dropped
+--               connection) gets the same jobs, instead of leaving them running unseen
+-- ARGV[1] -> now
+-- ARGV[2] -> limit
+-- ARGV[3] -> worker id
+-- ARGV[4] -> lease_until (now + lease)
+-- ARGV[5] -> nonce: random per call; the token of the i-th job taken is nonce .. ':' .. i
+-- Returns the records taken (HGETALL each), in order.
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local TAKEN = KEYS[11]
+
+if redis.call('EXISTS', TAKEN) == 1 then
+  local out = {}
+  for i, id in ipairs(redis.call('LRANGE', TAKEN, 0, -1)) do
+    local key = PREFIX .. id
+    if redis.call('HGET', key, 'token') == ARGV[5] .. ':' .. i then
+      out[#out + 1] = redis.call('HGETALL', key)
+    end
+  end
+  return out
+end
+-- Bounded, so that one call never holds the server long; the rest goes next time.
+local BATCH = 1000
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', ARGV[1], 'LIMIT', 0, BATCH)) do
+  local key = PREFIX .. id
+  local state = redis.call('HGET', key, 'state')
+  redis.call('ZREM', EXPIRING, id)
+  if WAITING[state] then
+    unplace(id)
+    move(key, state, 'expired')
+    finished(id, key, 'expired', now)
+  end
+end
+
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIMIT', 0, BATCH)) do
+  redis.call('ZREM', SCHEDULED, id)
+  redis.call('ZADD', READY, rank(PREFIX .. id), id)
+end
+
+if redis.call('HGET', STATS, 'paused') == '1' or limit <= 0 then
+  return {}
+end
+
+local out = {}
+local popped = redis.call('ZPOPMIN', READY, limit)
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  local key = PREFIX .. id
+  move(key, redis.call('HGET', key, 'state'), 'running')
+  redis.call('ZREM', EXPIRING, id)
+  redis.call('ZADD', LEASES, ARGV[4], id)
+  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'token', ARGV[5] .. ':' .. ((i + 1) / 2), 'worker', ARGV[3],
+    'started', ARGV[1], 'lease', ARGV[4], 'cancel', 0)
+  redis.call('RPUSH', TAKEN, id)
+  out[#out + 1] = redis.call('HGETALL', key)
+end
+if #out > 0 then redis.call('EXPIRE', TAKEN, 60) end
+return out

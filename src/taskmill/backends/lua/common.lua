@@ -1,0 +1,94 @@
+-- Helpers prepended to every per-queue script (enqueue, claim, finish, ...), which all take
+-- the same KEYS, the keys of one queue, sharing its {q} hash tag (one cluster slot):
+--   KEYS[1]  -> taskmill:{q}:job:       prefix of the job hashes (key = prefix .. id)
+--   KEYS[2]  -> taskmill:{q}:ready      zset: waiting jobs due now, score = rank(priority, seq)
+--   KEYS[3]  -> taskmill:{q}:scheduled  zset: waiting jobs not due yet, score = run_at
+--   KEYS[4]  -> taskmill:{q}:leases     zset: running jobs, score = lease_until
+--   KEYS[5]  -> taskmill:{q}:expiring   zset: waiting jobs with an expires_at, score = it
+--   KEYS[6]  -> taskmill:{q}:done       zset: succeeded/cancelled/expired jobs, score = prune time
+--   KEYS[7]  -> taskmill:{q}:dead       zset: dead jobs, score = listing seq
+--   KEYS[8]  -> taskmill:{q}:all        zset: every job, score = listing seq (newest last)
+--   KEYS[9]  -> taskmill:{q}:stats      hash: job count per state, seq, paused, configured
+--   KEYS[10] -> taskmill:{q}:wake       list: wake-up tokens that idle workers BLPOP
+-- Times come from the caller's clock as ARGV strings and are stored as given: Lua prints
+-- numbers with 14 digits, which would round them.
+local PREFIX, READY, SCHEDULED, LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local EXPIRING, DONE, DEAD, ALL, STATS, WAKE = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- Keep in step with backends/redis.py.
+local PRIORITY_MAX, SEQ_BITS, WAKE_CAP = 100, 2 ^ 40, 16
+local WAITING = {pending = true, scheduled = true, retrying = true}
+
+-- A number as a string Redis stores exactly (tostring would keep 14 digits).
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+-- Highest priority first, then enqueue order: a job keeps its seq, so a retried or handed
+-- back job keeps its place among the jobs of its priority.
+local function rank(key)
+  local priority, seq = unpack(redis.call('HMGET', key, 'priority', 'seq'))
+  return num((PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
+end
+
+local function move(key, from, to)
+  redis.call('HSET', key, 'state', to)
+  redis.call('HINCRBY', STATS, from, -1)
+  redis.call('HINCRBY', STATS, to, 1)
+end
+
+local function wake(count)
+  if count > 0 then
+    local tokens = {}
+    for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
+    redis.call('LPUSH', WAKE, unpack(tokens))
+    redis.call('LTRIM', WAKE, 0, WAKE_CAP - 1)
+  end
+end
+
+-- Put a waiting job where claim looks: ready if due, else scheduled. Returns 1: a job was
+-- placed, to wake a worker for (a scheduled one may be due before the waiters look again).
+local function place(id, key, run_at, now)
+  if tonumber(run_at) <= now then
+    redis.call('ZADD', READY, rank(key), id)
+  else
+    redis.call('ZADD', SCHEDULED, run_at, id)
+  end
+  return 1
+end
+
+local function unplace(id)
+  redis.call('ZREM', READY, id)
+  redis.call('ZREM', SCHEDULED, id)
+  redis.call('ZREM', EXPIRING, id)
+end
+
+-- A job reached a finished state: dead jobs are kept, the others pruned after result_ttl.
+local function finished(id, key, state, now)
+  redis.call('HSET', key, 'finished', ARGV[1])
+  if state == 'dead' then
+    redis.call('ZADD', DEAD, redis.call('HGET', key, 'lseq'), id)
+  else
+    redis.call('ZADD', DONE, num(now + tonumber(redis.call('HGET', key, 'ttl'))), id)
+  end
+end
+
+local function append_error(key, err)
+  local errors = redis.call('HGET', key, 'errors')
+  if errors == '[]' then
+    errors = '[' .. err .. ']'
+  else
+    errors = string.sub(errors, 1, -2) .. ',' .. err .. ']'
+  end
+  redis.call('HSET', key, 'errors', errors)
+end
+
+local function remove(id, key, state)
+  unplace(id)
+  redis.call('ZREM', LEASES, id)
+  redis.call('ZREM', DONE, id)
+  redis.call('ZREM', DEAD, id)
+  redis.call('ZREM', ALL, id)
+  redis.call('HINCRBY', STATS, state, -1)
+  redis.call('DEL', key)
+end
+

@@ -1,0 +1,25 @@
+-- One queue's jobs matching the filters, newest first, below a listing seq.
+-- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
+-- ARGV[1] -> now (unused, kept first like in every script)
+-- ARGV[2] -> listing seq to start below ('+inf' for the newest)
+-- ARGV[3] -> most jobs to return
+-- ARGV[4] -> state to match ('' for any)
+-- ARGV[5] -> task to match ('' for any)
+-- Returns {record (HGETALL), listing seq} per job (flat).
+local limit, state, task = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local out, below = {}, ARGV[2]
+while #out < 2 * limit do
+  local page = redis.call('ZREVRANGEBYSCORE', ALL, '(' .. below, '-inf', 'WITHSCORES', 'LIMIT', 0, 500)
+  if #page == 0 then break end
+  for i = 1, #page, 2 do
+    local key = PREFIX .. page[i]
+    local current, name = unpack(redis.call('HMGET', key, 'state', 'task'))
+    if (state == '' or current == state) and (task == '' or name == task) then
+      out[#out + 1] = redis.call('HGETALL', key)
+      out[#out + 1] = page[i + 1]
+      if #out >= 2 * limit then break end
+    end
+  end
+  below = page[#page]
+end
+return out

@@ -1,0 +1,611 @@
+"""The Redis backend: each change of a job's state is one Lua script (see lua/*.lua).
+
+URLs: `redis://[:password@]host:port/db` and `rediss://...` (TLS) for one server;
+`redis+cluster://host:port,host:port` (or `rediss+cluster://`) for Redis Cluster, the
+nodes given being where discovery starts.
+
+Keys. A queue's keys all carry its name as hash tag, `taskmill:{queue}:...` (the layout is
+in lua/common.lua), so each per-queue script touches one cluster slot, and every key it
+touches is in its KEYS (job hashes as KEYS[1] .. id, a prefix in that slot). Jobs wait in a
+`ready` zset scored by priority then a per-queue sequence, or in `scheduled` by run_at
+(claim promotes them); running ones hold a lease in `leases` by lease_until, with a token
+made fresh by each claim.
+
+Ids. get, cancel and delete take an id alone, so the queue of each id is kept in one hash,
+`taskmill:{@}:ids` (`@` is no queue name's tag), beside the set of queue names. Enqueue
+first records ids there (register.lua, which keeps the first queue of an id: ids make
+enqueue idempotent across queues), and only then runs the queue's enqueue.lua: no reader
+finds a job whose id it cannot look up. Both are pipelined per call; on a cluster they are
+two round trips, since a pipeline does not order commands across nodes. Pruning and
+deleting remove the job first, then its id: an id without a job reads as no job.
+
+Waiting. An idle worker runs peek.lua (is a job due? when is the next one?) and then
+blocks in BLPOP on the queues' `wake` lists, which every script that makes a job due pushes
+to (capped); peek.lua empties a list when nothing is due, so stale tokens cost nothing.
+
+Times come from the backend's clock and are passed to scripts: the server's TIME is never
+used, so tests may move time by hand. Connection errors are retried with backoff by the
+client, then raised as BackendError; the client reconnects on the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from taskmill.backends.base import (
+    LEASE_EXPIRED,
+    WORKER_TTL,
+    Backend,
+    Clock,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+)
+from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
+from taskmill.errors import BackendError, ConfigError
+from taskmill.job import AttemptError, Job, JobState, decode
+from taskmill.retry import RetryPolicy
+
+PREFIX = "taskmill"
+IDS = f"{PREFIX}:{{@}}:ids"
+QUEUES = f"{PREFIX}:{{@}}:queues"
+WORKERS = f"{PREFIX}:{{@}}:workers"
+#: Jobs pruned, and expired leases listed, per queue per maintain call.
+MAINTAIN_BATCH = 5_000
+#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
+CLOCK_CHECK = 0.25
+#: Retries of a command after a connection error, with backoff capped at 1 s: a worker
+#: rides out a restart of Redis; past them the error reaches the caller, which retries.
+RETRIES = 6
+
+Op = tuple[Any, ...]
+_OUTCOMES = frozenset(
+    {JobState.SUCCEEDED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED, JobState.PENDING}
+)
+
+_last_lseq = 0
+
+
+def _lseq(now: float) -> int:
+    """The listing seq of a new job: microseconds of the clock, strictly increasing within a
+    process (so a batch keeps its order), and exact in a zset score (a double)."""
+    global _last_lseq
+    _last_lseq = max(_last_lseq + 1, int(now * 1_000_000))
+    return _last_lseq
+
+
+@contextlib.contextmanager
+def _cancellable() -> Iterator[None]:
+    """Raise CancelledError if the task was cancelled during the block but nothing raised.
+
+    redis-py (8.1 at least) sometimes swallows a cancellation that lands while it reads a
+    reply, and returns the reply: the caller's task then runs on, "cancelling" forever
+    (a worker's upkeep loop never stopped, so the worker never exited)."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    yield
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
+def _opt(value: bytes | None) -> float | None:
+    return None if value is None else float(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(spec: bytes) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
+    """The options stored with a job, decoded once per distinct value (jobs of a task share
+    them, and claim decodes every job it takes)."""
+    job = Job(task="")
+    job.apply_spec(decode(spec))
+    return job.retry, job.timeout, job.result_ttl, job.metadata
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec_of(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> bytes:
+    return orjson.dumps(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
+    """A Job from its hash (the fields written by lua/enqueue.lua and the others)."""
+    errors, result = f[b"errors"], f.get(b"result")
+    worker, token = f.get(b"worker"), f.get(b"token")
+    job = Job(
+        task=f[b"task"].decode(),
+        payload=f[b"payload"],
+        id=f[b"id"].decode(),
+        queue=queue,
+        priority=int(f[b"priority"]),
+        state=JobState(f[b"state"].decode()),
+        max_retries=int(f[b"retries"]),
+        expires_at=_opt(f.get(b"expires")),
+        created_at=float(f[b"created"]),
+        run_at=float(f[b"run_at"]),
+        started_at=_opt(f.get(b"started")),
+        finished_at=_opt(f.get(b"finished")),
+        attempts=int(f[b"attempts"]),
+        errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors != b"[]" else [],
+        worker=None if worker is None else worker.decode(),
+        token=None if token is None else token.decode(),
+        lease_until=_opt(f.get(b"lease")),
+        result=None if result is None else decode(result),
+        progress=_opt(f.get(b"progress")),
+        cancel_requested=f.get(b"cancel") == b"1",
+    )
+    job.retry, job.timeout, job.result_ttl, metadata = _spec(f[b"spec"])
+    job.metadata = dict(metadata)
+    return job
+
+
+def _client(url: str) -> Redis | RedisCluster:
+    parts = urlsplit(url)
+    options: dict[str, Any] = {
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+    }
+    if parts.scheme in ("redis", "rediss"):
+        return Redis.from_url(url, **options)
+    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
+        raise ConfigError(f"not a Redis URL: {url!r}")
+    nodes = []
+    for node in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"invalid Redis Cluster URL {url!r}; use {parts.scheme}://h:p,h:p")
+        nodes.append(ClusterNode(host, int(port)))
+    del options["retry_on_error"]  # the cluster client retries connection errors itself
+    return RedisCluster(
+        startup_nodes=nodes,
+        password=parts.password,
+        username=parts.username,
+        ssl=parts.scheme == "rediss+cluster",
+        **options,
+    )
+
+
+class RedisBackend(Backend):
+    """Jobs in Redis or Redis Cluster; see the module docstring."""
+
+    def __init__(self, url: str, clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        self.url = url
+        self.cluster = urlsplit(url).scheme.endswith("+cluster")
+        self._redis = _client(url)
+        # The queue of each job this instance claimed and has not finished yet, so that
+        # heartbeat and finish need no lookup.
+        self._queue_of: dict[str, str] = {}
+        self._closer: AsyncIterator[None] | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except RedisError as exc:
+            raise BackendError(f"Redis {self._where()}: {type(exc).__name__}: {exc}") from exc
+
+    def _where(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+    async def _exec(self, ops: Sequence[Op]) -> list[Any]:
+        """Run commands in one pipeline (one round trip); ("script", name, keys, args)
+        runs a script by its SHA, loading the scripts first if the server lost them."""
+        if not ops:
+            return []
+        with self._errors(), _cancellable():
+            results = await self._pipeline(ops)
+            lost = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if lost:  # a restarted or new server: those did not run, so run them again
+                await self._load_scripts()
+                for i, result in zip(
+                    lost, await self._pipeline([ops[i] for i in lost]), strict=True
+                ):
+                    results[i] = result
+        for result in results:
+            if isinstance(result, Exception):
+                raise BackendError(f"Redis {self._where()}: {result}")
+        return results
+
+    async def _pipeline(self, ops: Sequence[Op]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for op in ops:
+            if op[0] == "script":
+                _, name, keys, args = op
+                pipe.execute_command("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
+            else:
+                pipe.execute_command(*op)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _script(self, name: str, keys: list[str], args: Sequence[Any]) -> Any:
+        (result,) = await self._exec([("script", name, keys, args)])
+        return result
+
+    async def _load_scripts(self) -> None:
+        # On a cluster, SCRIPT LOAD goes to every primary.
+        for script in SCRIPTS.values():
+            await self._redis.execute_command("SCRIPT LOAD", script.source)
+
+    async def _queues(self) -> list[str]:
+        (members,) = await self._exec([("SMEMBERS", QUEUES)])
+        return sorted(m.decode() for m in members)
+
+    async def _owners(self, ids: Sequence[str]) -> dict[str, str]:
+        """The queue of each id, from this instance's claims or else from the ids hash."""
+        owners = {i: self._queue_of[i] for i in ids if i in self._queue_of}
+        missing = [i for i in ids if i not in owners]
+        if missing:
+            (found,) = await self._exec([("HMGET", IDS, *missing)])
+            owners |= {i: q.decode() for i, q in zip(missing, found, strict=True) if q}
+        return owners
+
+    async def _owner(self, job_id: str) -> str | None:
+        return (await self._owners([job_id])).get(job_id)
+
+    def _keys(self, queue: str) -> list[str]:
+        return queue_keys(PREFIX, queue)
+
+    async def open(self) -> None:
+        with self._errors():
+            await self._load_scripts()
+        # App keeps a backend per event loop and may never close it: this generator, left
+        # suspended, is closed by the loop's shutdown (asyncio.run), and closes the client,
+        # which would otherwise warn of unclosed connections.
+        self._closer = self._close_with_loop()
+        await anext(self._closer)
+
+    async def _close_with_loop(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError):
+            await self._redis.aclose()
+
+    # -- producers ------------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        if not jobs:
+            return []
+        now = self.clock()
+        # The jobs given become the records (as in the SQLite backend): a copy costs.
+        records = list(jobs)
+        for job in records:
+            job.created_at, job.run_at = now, job.run_at or now
+            job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
+        ids = [value for job in records for value in (job.id, job.queue)]
+        owners = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
+        mine = [i for i, job in enumerate(records) if owners[i] == job.queue]
+        theirs = [i for i, job in enumerate(records) if owners[i] != job.queue]
+        found = await self._store(now, [records[i] for i in mine])
+        out: dict[int, Job] = dict(zip(mine, found, strict=True))
+        if theirs:
+            ops = [("HGETALL", self._keys(owners[i])[0] + records[i].id) for i in theirs]
+            stale = []
+            for i, fields in zip(theirs, await self._exec(ops), strict=True):
+                if fields:
+                    out[i] = _job(owners[i], fields)
+                else:  # the id outlived its job (pruned, deleted): it is free again
+                    stale.append(i)
+            if stale:
+                await self._exec([("HSET", IDS, records[i].id, records[i].queue) for i in stale])
+                await self._exec([("SADD", QUEUES, *{records[i].queue for i in stale})])
+                stored = await self._store(now, [records[i] for i in stale])
+                out |= dict(zip(stale, stored, strict=True))
+        return [out[i] for i in range(len(records))]
+
+    async def _store(self, now: float, jobs: Sequence[Job]) -> list[Job]:
+        """Run enqueue.lua for jobs whose ids are registered to their queue."""
+        # Listing seqs in call order: grouping by queue must not reorder the newest-first list.
+        lseqs = {id(job): _lseq(now) for job in jobs}
+        by_queue: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_queue.setdefault(job.queue, []).append(job)
+        ops = [
+            ("script", "enqueue", self._keys(queue), [now, *self._enqueue_args(group, lseqs)])
+            for queue, group in by_queue.items()
+        ]
+        results = await self._exec(ops)
+        stored: dict[int, Job] = {}
+        for (queue, group), result in zip(by_queue.items(), results, strict=True):
+            for job, existing in zip(group, result, strict=True):
+                stored[id(job)] = job if existing == 0 else _job(queue, _pairs(existing))
+        return [stored[id(job)] for job in jobs]
+
+    def _enqueue_args(self, jobs: Sequence[Job], lseqs: Mapping[int, int]) -> Iterator[Any]:
+        for job in jobs:
+            spec = (
+                _spec_of(job.retry, job.timeout, job.result_ttl)
+                if not job.metadata
+                else orjson.dumps(job.spec())
+            )
+            yield from (
+                job.id, job.task, job.payload, job.priority, job.max_retries, spec,
+                job.result_ttl, job.run_at, "" if job.expires_at is None else job.expires_at,
+                lseqs[id(job)],
+            )  # fmt: skip
+
+    async def get(self, job_id: str) -> Job | None:
+        queue = await self._owner(job_id)
+        if queue is None:
+            return None
+        (fields,) = await self._exec([("HGETALL", self._keys(queue)[0] + job_id)])
+        return _job(queue, fields) if fields else None
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        if limit <= 0:
+            return [], None
+        if cursor is not None and not cursor.isdigit():
+            raise ConfigError(f"invalid cursor {cursor!r}")
+        queues = [queue] if queue is not None else await self._queues()
+        args = [self.clock(), cursor or "+inf", limit, state or "", task or ""]
+        results = await self._exec([("script", "list", self._keys(q), args) for q in queues])
+        # Each queue gave its newest `limit` matches: the newest `limit` of them all are the
+        # page. A queue that gave `limit` may hold more.
+        found = [
+            (int(result[i + 1]), q, result[i])
+            for q, result in zip(queues, results, strict=True)
+            for i in range(0, len(result), 2)
+        ]
+        found.sort(key=lambda item: item[0], reverse=True)
+        page = found[:limit]
+        more = len(found) > limit or any(len(result) == 2 * limit for result in results)
+        jobs = [_job(q, _pairs(fields)) for _, q, fields in page]
+        return jobs, str(page[-1][0]) if more and page else None
+
+    async def cancel(self, job_id: str) -> Job | None:
+        queue = await self._owner(job_id)
+        if queue is None:
+            return None
+        fields = await self._script("cancel", self._keys(queue), [self.clock(), job_id])
+        return _job(queue, _pairs(fields)) if fields else None
+
+    async def delete(self, job_id: str) -> bool:
+        queue = await self._owner(job_id)
+        if queue is None:
+            return False
+        if not await self._script("delete", self._keys(queue), [self.clock(), job_id]):
+            return False
+        await self._exec([("HDEL", IDS, job_id)])
+        return True
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[Job]:
+        now, taken = self.clock(), list[Job]()
+        for queue in dict.fromkeys(queues):
+            if len(taken) >= limit:
+                break
+            nonce = os.urandom(8).hex()
+            keys = [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
+            args = [now, limit - len(taken), worker_id, now + lease, nonce]
+            for fields in await self._script("claim", keys, args):
+                job = _job(queue, _pairs(fields))
+                self._queue_of[job.id] = queue
+                taken.append(job)
+        return taken
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        names = list(dict.fromkeys(queues))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            now = self.clock()
+            ops = [("script", "peek", self._keys(q), [now]) for q in names]
+            upcoming = [float(r) for r in await self._exec(ops) if r]
+            if any(t <= now for t in upcoming):
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            if upcoming:
+                due_in = min(upcoming) - now
+                if due_in <= CLOCK_CHECK:
+                    # The server ends a blocking call only at its next tick (100 ms): a
+                    # job due sooner is waited for here.
+                    await asyncio.sleep(min(due_in, remaining))
+                    return
+                remaining = min(remaining, CLOCK_CHECK)
+            if await self._block([self._keys(q)[-1] for q in names], remaining):
+                return
+
+    async def _block(self, keys: list[str], timeout: float) -> bool:
+        """BLPOP on the wake lists; True if woken. A cluster serves one slot per call."""
+        # BLPOP takes a timeout in seconds, where 0 would mean forever.
+        seconds = max(round(timeout, 3), 0.001)
+        with self._errors(), _cancellable():
+            if not self.cluster or len(keys) == 1:
+                return await self._redis.execute_command("BLPOP", *keys, seconds) is not None
+            calls = [
+                asyncio.ensure_future(self._redis.execute_command("BLPOP", key, seconds))
+                for key in keys
+            ]
+            try:
+                done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
+                return any(call.result() is not None for call in done)
+            finally:
+                for call in calls:
+                    call.cancel()
+                await asyncio.gather(*calls, return_exceptions=True)
+
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        held: Mapping[str, str],
+        lease: float,
+        progress: Mapping[str, float],
+    ) -> set[str]:
+        now = self.clock()
+        info = orjson.dumps({**worker.to_dict(), "last_seen": now})
+        owners = await self._owners(list(held))
+        by_queue: dict[str, list[Any]] = {}
+        for job_id, token in held.items():
+            if job_id in owners:
+                args = by_queue.setdefault(owners[job_id], [now, now + lease])
+                args += [job_id, token, progress.get(job_id, "")]
+        ops: list[Op] = [("HSET", WORKERS, worker.id, info)]
+        ops += [("script", "heartbeat", self._keys(q), args) for q, args in by_queue.items()]
+        _, *stops = await self._exec(ops)
+        return {i.decode() for stop in stops for i in stop} | (set(held) - set(owners))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        owners = await self._owners(list(dict.fromkeys(o.job_id for o in outcomes)))
+        now = self.clock()
+        by_queue: dict[str, list[int]] = {}
+        for i, o in enumerate(outcomes):
+            if o.state not in _OUTCOMES:
+                raise BackendError(f"an attempt cannot end as {o.state.value}")
+            if o.job_id in owners:
+                by_queue.setdefault(owners[o.job_id], []).append(i)
+        ops = [
+            ("script", "finish", self._keys(q), [now, *self._finish_args(outcomes, indexes)])
+            for q, indexes in by_queue.items()
+        ]
+        applied = [False] * len(outcomes)
+        for indexes, result in zip(by_queue.values(), await self._exec(ops), strict=True):
+            for i, ok in zip(indexes, result, strict=True):
+                applied[i] = ok == 1
+        for o in outcomes:
+            self._queue_of.pop(o.job_id, None)
+        return applied
+
+    @staticmethod
+    def _finish_args(outcomes: Sequence[Outcome], indexes: list[int]) -> Iterator[Any]:
+        for i in indexes:
+            o = outcomes[i]
+            yield from (
+                o.job_id, o.token, o.state.value, b"" if o.result is None else o.result,
+                b"" if o.error is None else orjson.dumps(o.error.to_dict()),
+                "" if o.run_at is None else o.run_at, "" if o.progress is None else o.progress,
+            )  # fmt: skip
+
+    async def maintain(self) -> int:
+        now = self.clock()
+        queues = await self._queues()
+        ops: list[Op] = [("HGETALL", WORKERS)]
+        ops += [("script", "maintain", self._keys(q), [now, MAINTAIN_BATCH]) for q in queues]
+        workers, *results = await self._exec(ops)
+        cleanup: list[Op] = []
+        gone = [w for w, info in workers.items() if decode(info)["last_seen"] + WORKER_TTL < now]
+        if gone:
+            cleanup.append(("HDEL", WORKERS, *gone))
+        rescues: list[Op] = []
+        for queue, (pruned, expired) in zip(queues, results, strict=True):
+            if pruned:
+                cleanup.append(("HDEL", IDS, *pruned))
+            args: list[Any] = [now]
+            for i in range(0, len(expired), 5):
+                job_id, token, attempts, spec, worker = expired[i : i + 5]
+                policy = _spec(spec)[0]
+                error = AttemptError(
+                    int(attempts), LEASE_EXPIRED, None, worker.decode() or None, now
+                )
+                run_at = now + policy.backoff(int(attempts))
+                args += [job_id, token, run_at, orjson.dumps(error.to_dict())]
+            if len(args) > 1:
+                rescues.append(("script", "rescue", self._keys(queue), args))
+        rescued = await self._exec(rescues)
+        await self._exec(cleanup)
+        return sum(rescued)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._exec([("HDEL", WORKERS, worker_id)])
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        since = self.clock() - WORKER_TTL
+        (workers,) = await self._exec([("HGETALL", WORKERS)])
+        infos = [WorkerInfo.from_dict(decode(info)) for info in workers.values()]
+        return sorted((w for w in infos if w.last_seen >= since), key=lambda w: w.id)
+
+    # -- queues and the dead-letter queue ------------------------------------------------
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        keys = self._keys(queue)
+        ops: list[Op] = [("SADD", QUEUES, queue), ("HSET", keys[8], "paused", int(paused))]
+        ops.append(("HSET", keys[8], "configured", 1))
+        if not paused:
+            ops += [("LPUSH", keys[9], 1), ("LTRIM", keys[9], 0, 15)]
+        await self._exec(ops)
+
+    async def list_queues(self) -> list[QueueInfo]:
+        queues = await self._queues()
+        ops = [("script", "stats", self._keys(q), [self.clock()]) for q in queues]
+        infos = []
+        for queue, (flat, oldest) in zip(queues, await self._exec(ops), strict=True):
+            stats = {k.decode(): int(v) for k, v in _pairs(flat).items()}
+            info = QueueInfo(queue, paused=stats.get("paused") == 1)
+            for state in JobState:
+                info.counts[state.value] = stats.get(state.value, 0)
+            info.oldest_pending = float(oldest) if oldest else None
+            if any(info.counts.values()) or stats.get("configured"):
+                infos.append(info)
+        return infos
+
+    async def requeue(
+        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    ) -> int:
+        by_queue: dict[str, list[str]] = {}
+        if ids is not None:
+            for job_id, owner in (await self._owners(list(ids))).items():
+                by_queue.setdefault(owner, []).append(job_id)
+        else:
+            by_queue = {q: [] for q in ([queue] if queue is not None else await self._queues())}
+        if queue is not None:
+            by_queue = {q: v for q, v in by_queue.items() if q == queue}
+        args = [self.clock(), task or ""]
+        ops = [("script", "requeue", self._keys(q), [*args, *v]) for q, v in by_queue.items()]
+        return sum(await self._exec(ops))
+
+    async def purge(
+        self,
+        *,
+        state: JobState = JobState.DEAD,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> int:
+        if not state.finished:
+            return 0
+        queues = [queue] if queue is not None else await self._queues()
+        args = [self.clock(), state.value, task or ""]
+        results = await self._exec([("script", "purge", self._keys(q), args) for q in queues])
+        ids = [job_id for result in results for job_id in result]
+        if ids:
+            await self._exec([("HDEL", IDS, *ids)])
+        return len(ids)

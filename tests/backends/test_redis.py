@@ -1,0 +1,181 @@
+"""What only the Redis backend has: its scripts, cluster slots, restarts of the server, and
+idle workers that block on it. The behaviour every backend shares is in test_contract.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+
+from taskmill import App, JobState
+from taskmill.backends import connect
+from taskmill.backends.redis import IDS, QUEUES, RedisBackend
+from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, QUEUE_KEYS, QUEUE_SCRIPTS
+from taskmill.errors import BackendError
+from taskmill.job import Job
+from tests import sample_tasks
+from tests.conftest import RedisServer, free_port, fresh_redis
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def lua(name: str) -> str:
+    return files("taskmill.backends").joinpath("lua", f"{name}.lua").read_text("utf-8")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, durable, that the test may stop and start again."""
+    server = RedisServer(
+        tmp_path / "redis", free_port(), "--appendonly", "yes", "--appendfsync", "always"
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_every_script_documents_its_keys_and_arguments() -> None:
+    header = lua("common")
+    for i, suffix in enumerate(QUEUE_KEYS, start=1):
+        assert re.search(rf"KEYS\[{i}\] +-> taskmill:{{q}}:{re.escape(suffix)} ", header), suffix
+    for name in QUEUE_SCRIPTS:
+        source = lua(name)
+        assert source.startswith("-- ") and "KEYS: the queue's keys" in source, name
+        documented = {int(n) for n in re.findall(r"^-- ARGV\[(\d+)", source, re.MULTILINE)}
+        used = {int(n) for n in re.findall(r"ARGV\[(\d+)\]", source)}
+        assert used <= documented, f"{name}.lua uses ARGV {sorted(used - documented)} undocumented"
+    for name in GLOBAL_SCRIPTS:
+        source = lua(name)
+        for i in {int(n) for n in re.findall(r"KEYS\[(\d+)\]", source)}:
+            assert re.search(rf"^-- KEYS\[{i}\] -> taskmill:{{@}}:", source, re.MULTILINE)
+
+
+async def test_a_queue_and_its_jobs_live_in_one_cluster_slot(redis_cluster: str) -> None:
+    url = fresh_redis(redis_cluster)
+    backend = connect(url)
+    await backend.open()
+    try:
+        queues = [f"q{i}" for i in range(8)]
+        jobs = await backend.enqueue([Job(task="t", queue=q) for q in queues for _ in range(3)])
+        await backend.claim(queues, "w1", 4, 30.0)
+        slots_of: dict[str, set[int]] = {}
+        for node in url.split("://")[1].split(","):
+            client = Redis(port=int(node.rpartition(":")[2]))
+            async for key in client.scan_iter(match="taskmill:*"):
+                tag = key.decode().split("{")[1].split("}")[0]
+                slots_of.setdefault(tag, set()).add(key_slot(key))
+            await client.aclose()
+        assert {q: slots_of[q] for q in queues} == {q: {key_slot(q.encode())} for q in queues}
+        assert slots_of["@"] == {key_slot(IDS.encode())} == {key_slot(QUEUES.encode())}
+        assert len({key_slot(q.encode()) for q in queues}) > 1  # spread over the cluster
+        assert [await backend.get(j.id) for j in jobs[:2]] != [None, None]
+    finally:
+        await backend.close()
+
+
+async def test_errors_are_backend_errors_and_the_client_reconnects(
+    private_redis: RedisServer,
+) -> None:
+    backend = connect(f"redis://127.0.0.1:{private_redis.port}")
+    await backend.open()
+    try:
+        (job,) = await backend.enqueue([Job(task="t")])
+        private_redis.stop()
+        with pytest.raises(BackendError, match=rf"Redis redis://127.0.0.1:{private_redis.port}"):
+            await backend.get(job.id)
+        private_redis.start()  # same port, same append-only file
+        stored = await backend.get(job.id)
+        assert stored is not None and stored.state == JobState.PENDING
+        assert [j.id for j in await backend.claim(["default"], "w1", 10, 30.0)] == [job.id]
+    finally:
+        await backend.close()
+
+
+def test_cluster_urls_are_checked() -> None:
+    with pytest.raises(Exception, match="invalid Redis Cluster URL"):
+        RedisBackend("redis+cluster://nohost")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    taskmill = str(Path(sys.executable).parent / "taskmill")
+    command = [taskmill, "worker", "--app", "tests.sample_tasks:app", *extra]
+    return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_an_idle_worker_blocks_on_the_server(redis_server: str, tmp_path: Path) -> None:
+    env = {**os.environ, "TASKMILL_URL": fresh_redis(redis_server)}
+    env["TASKMILL_TEST_LOG"] = str(tmp_path / "effects.log")
+    worker = start_worker(env, "--concurrency", "100")
+    try:
+        time.sleep(2.0)  # past start-up (imports)
+        before = cpu_seconds(worker.pid)
+        time.sleep(5.0)
+        used = cpu_seconds(worker.pid) - before
+        assert used / 5.0 < 0.01, f"an idle worker used {used / 5.0:.1%} of a core"
+        app = App(env["TASKMILL_URL"])
+        started = time.monotonic()
+        (handle,) = app.enqueue_many([sample_tasks.record.prepare(7)])
+        assert handle.result(timeout=5) == 7
+        assert time.monotonic() - started < 0.5  # woken at once, not at its next poll
+        app.close()
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0
+
+
+@pytest.mark.slow
+async def test_workers_ride_out_a_restart_of_redis(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    url = f"redis://127.0.0.1:{private_redis.port}"
+    log = tmp_path / "effects.log"
+    env = {**os.environ, "TASKMILL_URL": url, "TASKMILL_TEST_LOG": str(log)}
+    env |= {"TASKMILL_LEASE": "10", "TASKMILL_HEARTBEAT": "0.5", "TASKMILL_POLL_INTERVAL": "0.2"}
+    app = App(url)
+    count = 10_000
+    handles = await app.aenqueue_many([sample_tasks.record.prepare(n) for n in range(count)])
+    await app.aclose()
+    workers = [start_worker(env, "--concurrency", "16", "--burst") for _ in range(2)]
+    try:
+        while True:  # the workers are other processes: the log is all there is to watch
+            if log.exists() and len(log.read_text().split()) >= count // 5:
+                break
+            await asyncio.sleep(0.05)
+        private_redis.stop()
+        await asyncio.sleep(1.0)  # the workers see connection errors meanwhile
+        private_redis.start()
+        for worker in workers:
+            assert worker.wait(120) == 0  # burst: they exit once every job is done
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+    done = Counter(int(line) for line in log.read_text().split())
+    app = App(url)
+    backend = await app.backend()
+    (queue,) = await backend.list_queues()
+    assert set(done) == set(range(count))  # none lost
+    assert queue.counts["succeeded"] == count
+    for handle in handles[::97]:
+        job = await backend.get(handle.id)
+        assert job is not None and job.state == JobState.SUCCEEDED
+    await app.aclose()
