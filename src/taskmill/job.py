@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -220,16 +221,21 @@ class Job:
         return self.errors[-1].error if self.errors else None
 
     def spec(self) -> dict[str, Any]:
-        """The options fixed at enqueue, as one JSON-ready object (backends store it whole)."""
-        return {
-            "retry": self.retry.to_dict(),
-            "timeout": self.timeout,
-            "result_ttl": self.result_ttl,
-            "metadata": self.metadata,
-        }
+        """The options fixed at enqueue, as one JSON-ready object (backends store it whole).
+        Defaults are left out: most jobs store `{}`, which keeps records small."""
+        spec: dict[str, Any] = {}
+        if self.retry != DEFAULT_RETRY:
+            spec["retry"] = self.retry.to_dict()
+        if self.timeout is not None:
+            spec["timeout"] = self.timeout
+        if self.result_ttl != DEFAULT_RESULT_TTL:
+            spec["result_ttl"] = self.result_ttl
+        if self.metadata:
+            spec["metadata"] = self.metadata
+        return spec
 
     def apply_spec(self, spec: dict[str, Any]) -> None:
-        self.retry = RetryPolicy.from_dict(spec.get("retry", {}))
+        self.retry = RetryPolicy.from_dict(spec["retry"]) if "retry" in spec else DEFAULT_RETRY
         self.timeout = spec.get("timeout")
         self.result_ttl = spec.get("result_ttl", DEFAULT_RESULT_TTL)
         self.metadata = spec.get("metadata", {})
@@ -265,3 +271,24 @@ class Job:
             "progress": self.progress,
             "cancel_requested": self.cancel_requested,
         }
+
+
+def encode_spec(job: Job) -> bytes:
+    """Job.spec() encoded, as backends store it; the jobs of a task share the bytes."""
+    if job.metadata:
+        return encode(job.spec())
+    return _shared_spec(job.retry, job.timeout, job.result_ttl)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_spec(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> bytes:
+    return encode(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())
+
+
+@functools.lru_cache(maxsize=1024)
+def decode_spec(spec: bytes) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
+    """The stored options, decoded once per distinct value (claim decodes every job it
+    takes, and a task's jobs mostly share them); the metadata dict is shared: copy it."""
+    job = Job(task="")
+    job.apply_spec(decode(spec))
+    return job.retry, job.timeout, job.result_ttl, job.metadata

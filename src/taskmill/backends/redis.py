@@ -32,21 +32,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskmill.backends.base import (
     LEASE_EXPIRED,
@@ -57,10 +54,10 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
+from taskmill.backends.redis_client import Client, ReplyError
 from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import AttemptError, Job, JobState, decode
-from taskmill.retry import RetryPolicy
+from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
 
 PREFIX = "taskmill"
 IDS = f"{PREFIX}:{{@}}:ids"
@@ -104,22 +101,12 @@ def _cancellable() -> Iterator[None]:
         raise asyncio.CancelledError
 
 
+def _noscript(result: Any) -> bool:
+    return isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT")
+
+
 def _opt(value: bytes | None) -> float | None:
     return None if value is None else float(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _spec(spec: bytes) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
-    """The options stored with a job, decoded once per distinct value (jobs of a task share
-    them, and claim decodes every job it takes)."""
-    job = Job(task="")
-    job.apply_spec(decode(spec))
-    return job.retry, job.timeout, job.result_ttl, job.metadata
-
-
-@functools.lru_cache(maxsize=1024)
-def _spec_of(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> bytes:
-    return orjson.dumps(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -128,7 +115,7 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
     """A Job from its hash (the fields written by lua/enqueue.lua and the others)."""
-    errors, result = f[b"errors"], f.get(b"result")
+    errors, result = f.get(b"errors"), f.get(b"result")
     worker, token = f.get(b"worker"), f.get(b"token")
     job = Job(
         task=f[b"task"].decode(),
@@ -143,8 +130,8 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         run_at=float(f[b"run_at"]),
         started_at=_opt(f.get(b"started")),
         finished_at=_opt(f.get(b"finished")),
-        attempts=int(f[b"attempts"]),
-        errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors != b"[]" else [],
+        attempts=int(f.get(b"attempts", 0)),
+        errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors else [],
         worker=None if worker is None else worker.decode(),
         token=None if token is None else token.decode(),
         lease_until=_opt(f.get(b"lease")),
@@ -152,37 +139,74 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         progress=_opt(f.get(b"progress")),
         cancel_requested=f.get(b"cancel") == b"1",
     )
-    job.retry, job.timeout, job.result_ttl, metadata = _spec(f[b"spec"])
+    job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f[b"spec"])
     job.metadata = dict(metadata)
     return job
 
 
-def _client(url: str) -> Redis | RedisCluster:
-    parts = urlsplit(url)
-    options: dict[str, Any] = {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
-        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        "socket_connect_timeout": 5.0,
-        "socket_keepalive": True,
-    }
-    if parts.scheme in ("redis", "rediss"):
-        return Redis.from_url(url, **options)
-    if parts.scheme not in ("redis+cluster", "rediss+cluster"):
-        raise ConfigError(f"not a Redis URL: {url!r}")
-    nodes = []
-    for node in parts.netloc.rpartition("@")[2].split(","):
-        host, _, port = node.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"invalid Redis Cluster URL {url!r}; use {parts.scheme}://h:p,h:p")
-        nodes.append(ClusterNode(host, int(port)))
-    del options["retry_on_error"]  # the cluster client retries connection errors itself
-    return RedisCluster(
-        startup_nodes=nodes,
-        password=parts.password,
-        username=parts.username,
-        ssl=parts.scheme == "rediss+cluster",
-        **options,
-    )
+def _raw(reply: Any) -> Any:
+    """A reply of redis-py's as the server sent it (as redis_client.Client gives it)."""
+    if isinstance(reply, NoScriptError):
+        return ReplyError(f"NOSCRIPT {reply}")
+    if isinstance(reply, dict):  # HGETALL
+        return [value for pair in reply.items() for value in pair]
+    if isinstance(reply, set):  # SMEMBERS
+        return list(reply)
+    return reply
+
+
+class _Cluster:
+    """Redis Cluster through redis-py's cluster client, which knows the slots and follows
+    MOVED/ASK; it offers what the backend uses of redis_client.Client."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        nodes = []
+        for node in parts.netloc.rpartition("@")[2].split(","):
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(
+                    f"invalid Redis Cluster URL {url!r}; use {parts.scheme}://h:p,h:p"
+                )
+            nodes.append(ClusterNode(host, int(port)))
+        self._redis = RedisCluster(
+            startup_nodes=nodes,
+            password=parts.password,
+            username=parts.username,
+            ssl=parts.scheme == "rediss+cluster",
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES),
+            socket_connect_timeout=5.0,
+            socket_keepalive=True,
+        )
+
+    async def execute(self, commands: Sequence[Op]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        with _cancellable():
+            results = await pipe.execute(raise_on_error=False)
+        return [_raw(r) for r in results]
+
+    async def blocking(self, command: Op) -> Any:
+        with _cancellable():
+            return await self._redis.execute_command(*command)
+
+    async def load(self, sources: Sequence[str]) -> None:
+        for source in sources:  # SCRIPT LOAD goes to every primary
+            await self._redis.execute_command("SCRIPT LOAD", source)
+
+    async def close(self) -> None:
+        with contextlib.suppress(RedisError):
+            await self._redis.aclose()
+
+
+class _Server(Client):
+    """One Redis server, through taskmill's own client (see redis_client.py)."""
+
+    async def load(self, sources: Sequence[str]) -> None:
+        for reply in await self.execute([("SCRIPT", "LOAD", source) for source in sources]):
+            if isinstance(reply, ReplyError):
+                raise reply
 
 
 class RedisBackend(Backend):
@@ -192,7 +216,13 @@ class RedisBackend(Backend):
         super().__init__(clock)
         self.url = url
         self.cluster = urlsplit(url).scheme.endswith("+cluster")
-        self._redis = _client(url)
+        scheme = urlsplit(url).scheme
+        if scheme in ("redis", "rediss"):
+            self._redis: _Server | _Cluster = _Server(url, retries=RETRIES)
+        elif self.cluster:
+            self._redis = _Cluster(url)
+        else:
+            raise ConfigError(f"not a Redis URL: {url!r}")
         # The queue of each job this instance claimed and has not finished yet, so that
         # heartbeat and finish need no lookup.
         self._queue_of: dict[str, str] = {}
@@ -204,7 +234,7 @@ class RedisBackend(Backend):
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except RedisError as exc:
+        except (RedisError, ReplyError, OSError) as exc:
             raise BackendError(f"Redis {self._where()}: {type(exc).__name__}: {exc}") from exc
 
     def _where(self) -> str:
@@ -216,38 +246,29 @@ class RedisBackend(Backend):
         runs a script by its SHA, loading the scripts first if the server lost them."""
         if not ops:
             return []
-        with self._errors(), _cancellable():
-            results = await self._pipeline(ops)
-            lost = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        commands = [
+            ("EVALSHA", SCRIPTS[op[1]].sha, len(op[2]), *op[2], *op[3]) if op[0] == "script" else op
+            for op in ops
+        ]
+        with self._errors():
+            results = await self._redis.execute(commands)
+            lost = [i for i, r in enumerate(results) if _noscript(r)]
             if lost:  # a restarted or new server: those did not run, so run them again
                 await self._load_scripts()
-                for i, result in zip(
-                    lost, await self._pipeline([ops[i] for i in lost]), strict=True
-                ):
+                again = await self._redis.execute([commands[i] for i in lost])
+                for i, result in zip(lost, again, strict=True):
                     results[i] = result
         for result in results:
-            if isinstance(result, Exception):
+            if isinstance(result, ReplyError):
                 raise BackendError(f"Redis {self._where()}: {result}")
         return results
-
-    async def _pipeline(self, ops: Sequence[Op]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for op in ops:
-            if op[0] == "script":
-                _, name, keys, args = op
-                pipe.execute_command("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
-            else:
-                pipe.execute_command(*op)
-        return list(await pipe.execute(raise_on_error=False))
 
     async def _script(self, name: str, keys: list[str], args: Sequence[Any]) -> Any:
         (result,) = await self._exec([("script", name, keys, args)])
         return result
 
     async def _load_scripts(self) -> None:
-        # On a cluster, SCRIPT LOAD goes to every primary.
-        for script in SCRIPTS.values():
-            await self._redis.execute_command("SCRIPT LOAD", script.source)
+        await self._redis.load([script.source for script in SCRIPTS.values()])
 
     async def _queues(self) -> list[str]:
         (members,) = await self._exec([("SMEMBERS", QUEUES)])
@@ -284,8 +305,7 @@ class RedisBackend(Backend):
             await self.close()
 
     async def close(self) -> None:
-        with contextlib.suppress(RedisError):
-            await self._redis.aclose()
+        await self._redis.close()
 
     # -- producers ------------------------------------------------------------------------
 
@@ -298,18 +318,24 @@ class RedisBackend(Backend):
         for job in records:
             job.created_at, job.run_at = now, job.run_at or now
             job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
-        ids = [value for job in records for value in (job.id, job.queue)]
-        owners = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
-        mine = [i for i, job in enumerate(records) if owners[i] == job.queue]
-        theirs = [i for i, job in enumerate(records) if owners[i] != job.queue]
-        found = await self._store(now, [records[i] for i in mine])
-        out: dict[int, Job] = dict(zip(mine, found, strict=True))
+        if self.cluster:  # ids first, in their own slot; see the module docstring
+            ids = [value for job in records for value in (job.id, job.queue)]
+            owners = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
+            mine = [i for i, job in enumerate(records) if owners[i] == job.queue]
+            out: dict[int, Job | str] = dict(
+                zip(mine, await self._store(now, [records[i] for i in mine]), strict=True)
+            )
+            out |= {i: owners[i] for i, job in enumerate(records) if owners[i] != job.queue}
+        else:
+            out = dict(enumerate(await self._store(now, records)))
+        # Ids that belong to another queue: that queue's job is the answer.
+        theirs = {i: owner for i, owner in out.items() if isinstance(owner, str)}
         if theirs:
-            ops = [("HGETALL", self._keys(owners[i])[0] + records[i].id) for i in theirs]
+            ops = [("HGETALL", self._keys(q)[0] + records[i].id) for i, q in theirs.items()]
             stale = []
-            for i, fields in zip(theirs, await self._exec(ops), strict=True):
+            for (i, owner), fields in zip(theirs.items(), await self._exec(ops), strict=True):
                 if fields:
-                    out[i] = _job(owners[i], fields)
+                    out[i] = _job(owner, _pairs(fields))
                 else:  # the id outlived its job (pruned, deleted): it is free again
                     stale.append(i)
             if stale:
@@ -317,33 +343,41 @@ class RedisBackend(Backend):
                 await self._exec([("SADD", QUEUES, *{records[i].queue for i in stale})])
                 stored = await self._store(now, [records[i] for i in stale])
                 out |= dict(zip(stale, stored, strict=True))
-        return [out[i] for i in range(len(records))]
+        # Every id now has its record.
+        return cast(list[Job], [out[i] for i in range(len(records))])
 
-    async def _store(self, now: float, jobs: Sequence[Job]) -> list[Job]:
-        """Run enqueue.lua for jobs whose ids are registered to their queue."""
+    async def _store(self, now: float, jobs: Sequence[Job]) -> list[Job | str]:
+        """Run enqueue.lua: per job, the record, or the queue its id belongs to."""
         # Listing seqs in call order: grouping by queue must not reorder the newest-first list.
         lseqs = {id(job): _lseq(now) for job in jobs}
         by_queue: dict[str, list[Job]] = {}
         for job in jobs:
             by_queue.setdefault(job.queue, []).append(job)
         ops = [
-            ("script", "enqueue", self._keys(queue), [now, *self._enqueue_args(group, lseqs)])
+            (
+                "script",
+                "enqueue",
+                self._keys(queue) if self.cluster else [*self._keys(queue), IDS, QUEUES],
+                [now, queue, *self._enqueue_args(group, lseqs)],
+            )
             for queue, group in by_queue.items()
         ]
         results = await self._exec(ops)
-        stored: dict[int, Job] = {}
+        stored: dict[int, Job | str] = {}
         for (queue, group), result in zip(by_queue.items(), results, strict=True):
             for job, existing in zip(group, result, strict=True):
-                stored[id(job)] = job if existing == 0 else _job(queue, _pairs(existing))
+                stored[id(job)] = (
+                    job
+                    if existing == 0
+                    else existing.decode()
+                    if isinstance(existing, bytes)
+                    else _job(queue, _pairs(existing))
+                )
         return [stored[id(job)] for job in jobs]
 
     def _enqueue_args(self, jobs: Sequence[Job], lseqs: Mapping[int, int]) -> Iterator[Any]:
         for job in jobs:
-            spec = (
-                _spec_of(job.retry, job.timeout, job.result_ttl)
-                if not job.metadata
-                else orjson.dumps(job.spec())
-            )
+            spec = encode_spec(job)
             yield from (
                 job.id, job.task, job.payload, job.priority, job.max_retries, spec,
                 job.result_ttl, job.run_at, "" if job.expires_at is None else job.expires_at,
@@ -355,7 +389,7 @@ class RedisBackend(Backend):
         if queue is None:
             return None
         (fields,) = await self._exec([("HGETALL", self._keys(queue)[0] + job_id)])
-        return _job(queue, fields) if fields else None
+        return _job(queue, _pairs(fields)) if fields else None
 
     async def list_jobs(
         self,
@@ -448,12 +482,11 @@ class RedisBackend(Backend):
         """BLPOP on the wake lists; True if woken. A cluster serves one slot per call."""
         # BLPOP takes a timeout in seconds, where 0 would mean forever.
         seconds = max(round(timeout, 3), 0.001)
-        with self._errors(), _cancellable():
+        with self._errors():
             if not self.cluster or len(keys) == 1:
-                return await self._redis.execute_command("BLPOP", *keys, seconds) is not None
+                return await self._redis.blocking(("BLPOP", *keys, seconds)) is not None
             calls = [
-                asyncio.ensure_future(self._redis.execute_command("BLPOP", key, seconds))
-                for key in keys
+                asyncio.ensure_future(self._redis.blocking(("BLPOP", key, seconds))) for key in keys
             ]
             try:
                 done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
@@ -523,7 +556,9 @@ class RedisBackend(Backend):
         ops += [("script", "maintain", self._keys(q), [now, MAINTAIN_BATCH]) for q in queues]
         workers, *results = await self._exec(ops)
         cleanup: list[Op] = []
-        gone = [w for w, info in workers.items() if decode(info)["last_seen"] + WORKER_TTL < now]
+        gone = [
+            w for w, info in _pairs(workers).items() if decode(info)["last_seen"] + WORKER_TTL < now
+        ]
         if gone:
             cleanup.append(("HDEL", WORKERS, *gone))
         rescues: list[Op] = []
@@ -533,7 +568,7 @@ class RedisBackend(Backend):
             args: list[Any] = [now]
             for i in range(0, len(expired), 5):
                 job_id, token, attempts, spec, worker = expired[i : i + 5]
-                policy = _spec(spec)[0]
+                policy = decode_spec(spec)[0]
                 error = AttemptError(
                     int(attempts), LEASE_EXPIRED, None, worker.decode() or None, now
                 )
@@ -551,7 +586,7 @@ class RedisBackend(Backend):
     async def list_workers(self) -> list[WorkerInfo]:
         since = self.clock() - WORKER_TTL
         (workers,) = await self._exec([("HGETALL", WORKERS)])
-        infos = [WorkerInfo.from_dict(decode(info)) for info in workers.values()]
+        infos = [WorkerInfo.from_dict(decode(info)) for info in _pairs(workers).values()]
         return sorted((w for w in infos if w.last_seen >= since), key=lambda w: w.id)
 
     # -- queues and the dead-letter queue ------------------------------------------------

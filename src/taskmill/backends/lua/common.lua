@@ -25,9 +25,18 @@ end
 
 -- Highest priority first, then enqueue order: a job keeps its seq, so a retried or handed
 -- back job keeps its place among the jobs of its priority.
-local function rank(key)
-  local priority, seq = unpack(redis.call('HMGET', key, 'priority', 'seq'))
+local function rank_of(priority, seq)
   return num((PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
+end
+
+local function rank(key)
+  return rank_of(unpack(redis.call('HMGET', key, 'priority', 'seq')))
+end
+
+-- Append a score and a member to a list of ZADD arguments.
+local function push(list, score, member)
+  list[#list + 1] = score
+  list[#list + 1] = member
 end
 
 local function move(key, from, to)
@@ -74,7 +83,7 @@ end
 
 local function append_error(key, err)
   local errors = redis.call('HGET', key, 'errors')
-  if errors == '[]' then
+  if not errors then
     errors = '[' .. err .. ']'
   else
     errors = string.sub(errors, 1, -2) .. ',' .. err .. ']'
