@@ -9,9 +9,9 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime
-from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from taskmill.backends import Backend, connect
+from taskmill.backends import Backend, connect, connect_blocking
 from taskmill.backends.base import Clock
 from taskmill.errors import (
     InvalidArgumentsError,
@@ -105,7 +105,9 @@ class App:
             asyncio.AbstractEventLoop, asyncio.Future[Backend]
         ] = weakref.WeakKeyDictionary()
         self._portal: _Portal | None = None
-        self._portal_lock = threading.Lock()
+        self._blocker: Backend | None = None
+        self._blocker_known = False
+        self._sync_lock = threading.Lock()
 
     # -- registry -------------------------------------------------------------------------
 
@@ -172,15 +174,18 @@ class App:
 
     def close(self) -> None:
         """Close the backend used by the sync API and stop its thread."""
-        with self._portal_lock:
+        with self._sync_lock:
             portal, self._portal = self._portal, None
+            blocker, self._blocker, self._blocker_known = self._blocker, None, False
+        if blocker is not None:
+            _drive(blocker.close())
         if portal is not None:
             asyncio.run_coroutine_threadsafe(self.aclose(), portal.loop).result()
             portal.stop()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine of this app's async API from sync code."""
-        with self._portal_lock:
+        with self._sync_lock:
             if self._portal is None:
                 self._portal = _Portal()
             portal = self._portal
@@ -300,16 +305,10 @@ class App:
         return self.make_job(item["task"], item.get("args", ()), item.get("kwargs"), **options)
 
     async def aget(self, job_id: str) -> Job:
-        job = await (await self.backend()).get(job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        return job
+        return _found(job_id, await (await self.backend()).get(job_id))
 
     async def acancel(self, job_id: str) -> Job:
-        job = await (await self.backend()).cancel(job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        return job
+        return _found(job_id, await (await self.backend()).cancel(job_id))
 
     async def aresult(self, job_id: str, timeout: float | None = None) -> Any:
         """The job's result once it succeeded; raises JobFailedError if it ended otherwise,
@@ -325,6 +324,28 @@ class App:
 
     # -- sync API -----------------------------------------------------------------------
 
+    def _blocking_backend(self) -> Backend | None:
+        if not self._blocker_known:
+            with self._sync_lock:
+                if not self._blocker_known:
+                    blocker = connect_blocking(self.settings.url, clock=self.clock)
+                    if blocker is not None:
+                        _drive(blocker.open())
+                    self._blocker, self._blocker_known = blocker, True
+        return self._blocker
+
+    def _sync(self, call: Callable[[Backend], Coroutine[Any, Any, T]]) -> T:
+        """Run one backend call from sync code: in this thread when the backend can block
+        (see backends.connect_blocking), else on the app's event loop thread."""
+        blocker = self._blocking_backend()
+        if blocker is not None:
+            return _drive(call(blocker))
+
+        async def on_loop() -> T:
+            return await call(await self.backend())
+
+        return self.run(on_loop())
+
     def enqueue(
         self,
         task: str,
@@ -332,19 +353,38 @@ class App:
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> JobHandle[Any]:
-        return self.run(self.aenqueue(task, args, kwargs, **options))
+        job = self.make_job(task, args, kwargs, **options)
+        (stored,) = self._sync(lambda backend: backend.enqueue([job]))
+        return JobHandle(self, stored)
 
     def enqueue_many(self, jobs: Iterable[Job | Mapping[str, Any]]) -> list[JobHandle[Any]]:
         return self.run(self.aenqueue_many(jobs))
 
     def get(self, job_id: str) -> Job:
-        return self.run(self.aget(job_id))
+        return _found(job_id, self._sync(lambda backend: backend.get(job_id)))
 
     def cancel(self, job_id: str) -> Job:
-        return self.run(self.acancel(job_id))
+        return _found(job_id, self._sync(lambda backend: backend.cancel(job_id)))
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         return self.run(self.aresult(job_id, timeout))
+
+
+def _found(job_id: str, job: Job | None) -> Job:
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id!r}")
+    return job
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run to its end, in this thread, a coroutine that never suspends (a blocking
+    backend's: its I/O blocks instead)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise RuntimeError("a blocking backend's coroutine suspended")
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
@@ -399,7 +439,7 @@ class Task(Generic[P, R]):
         return self.app.make_job(self.name, args, kwargs)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
-        return self.app.run(self.aenqueue(*args, **kwargs))
+        return self.app.enqueue(self.name, args, kwargs)
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         return await self.app.aenqueue(self.name, args, kwargs)
@@ -416,7 +456,7 @@ class BoundTask(Generic[P, R]):
         return self.task.app.make_job(self.task.name, args, kwargs, **self.opts)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
-        return self.task.app.run(self.aenqueue(*args, **kwargs))
+        return self.task.app.enqueue(self.task.name, args, kwargs, **self.opts)
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         return await self.task.app.aenqueue(self.task.name, args, kwargs, **self.opts)
@@ -446,7 +486,8 @@ class JobHandle(Generic[R]):
         return self.job
 
     def refresh(self) -> Job:
-        return self.app.run(self.arefresh())
+        self.job = self.app.get(self.id)
+        return self.job
 
     @property
     def status(self) -> JobState:
@@ -468,4 +509,5 @@ class JobHandle(Generic[R]):
         return self.job
 
     def cancel(self) -> Job:
-        return self.app.run(self.acancel())
+        self.job = self.app.cancel(self.id)
+        return self.job

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
@@ -179,3 +182,57 @@ async def test_workers_ride_out_a_restart_of_redis(
         job = await backend.get(handle.id)
         assert job is not None and job.state == JobState.SUCCEEDED
     await app.aclose()
+
+
+def test_the_sync_api_runs_in_the_calling_thread_and_reconnects(redis_server: str) -> None:
+    url = fresh_redis(redis_server)
+    app = App(url, strict=False)
+    try:
+        handle = app.enqueue("t", [1])
+        assert app.get(handle.id).state == JobState.PENDING
+        assert handle.cancel().state == JobState.CANCELLED
+        # No event loop thread was needed: the calls blocked on this thread's own socket.
+        assert "taskmill-portal" not in {t.name for t in threading.enumerate()}
+        kill_clients(url)
+        assert app.get(handle.id).state == JobState.CANCELLED  # a fresh connection
+    finally:
+        app.close()
+
+
+async def test_the_shared_connection_is_made_again_when_dropped(redis_server: str) -> None:
+    url = fresh_redis(redis_server)
+    backend = connect(url)
+    await backend.open()
+    try:
+        jobs = await asyncio.gather(*(backend.enqueue([Job(task="t")]) for _ in range(20)))
+        kill_clients(url)
+        found = await asyncio.gather(*(backend.get(job.id) for (job,) in jobs))
+        assert [j.id for j in found if j is not None] == [job.id for (job,) in jobs]
+    finally:
+        await backend.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_uses_a_connection_of_its_own(redis_server: str) -> None:
+    app = App(fresh_redis(redis_server), strict=False)
+    try:
+        parent_job = app.enqueue("t").id  # the parent's socket now exists
+        pid = os.fork()
+        if pid == 0:  # the child: its answers must be its own, not the parent's
+            code = 0 if [app.enqueue("t").id for _ in range(50)] and app.get(parent_job) else 1
+            os._exit(code)
+        for _ in range(50):
+            assert app.get(parent_job).id == parent_job
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(app.enqueue_many([{"task": "t"}])) == 1
+    finally:
+        app.close()
+
+
+def kill_clients(url: str) -> None:
+    """Drop every normal client connection of the server at `url`, as a network fault would."""
+    server = urlsplit(url)
+    with socket.create_connection((server.hostname, server.port)) as sock:
+        sock.sendall(b"*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$4\r\nTYPE\r\n$6\r\nnormal\r\n")
+        sock.recv(100)  # CLIENT KILL skips the connection that sends it

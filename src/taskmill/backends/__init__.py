@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from taskmill.backends.base import Backend, Clock, Outcome, QueueInfo, WorkerInfo
 from taskmill.errors import ConfigError
 
-__all__ = ["Backend", "Clock", "Outcome", "QueueInfo", "WorkerInfo", "connect"]
+__all__ = ["Backend", "Clock", "Outcome", "QueueInfo", "WorkerInfo", "connect", "connect_blocking"]
 
 
 def connect(url: str, **options: Any) -> Backend:
@@ -34,3 +34,12 @@ def connect(url: str, **options: Any) -> Backend:
     raise ConfigError(
         f"unsupported backend URL {url!r}; use memory://, sqlite:///path or redis://host"
     )
+
+
+def connect_blocking(url: str, **options: Any) -> Backend | None:
+    """For the sync API: a backend whose coroutines never suspend, their I/O blocking the
+    calling thread, which then drives them with no event loop and no thread switch. None
+    for the backends without such a mode (all but one Redis server)."""
+    if urlsplit(url).scheme in ("redis", "rediss"):
+        return connect(url, blocking=True, **options)
+    return None

@@ -54,7 +54,7 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
-from taskmill.backends.redis_client import Client, ReplyError
+from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
@@ -200,29 +200,28 @@ class _Cluster:
             await self._redis.aclose()
 
 
-class _Server(Client):
-    """One Redis server, through taskmill's own client (see redis_client.py)."""
-
-    async def load(self, sources: Sequence[str]) -> None:
-        for reply in await self.execute([("SCRIPT", "LOAD", source) for source in sources]):
-            if isinstance(reply, ReplyError):
-                raise reply
-
-
 class RedisBackend(Backend):
     """Jobs in Redis or Redis Cluster; see the module docstring."""
 
-    def __init__(self, url: str, clock: Clock = time.time) -> None:
+    def __init__(self, url: str, clock: Clock = time.time, *, blocking: bool = False) -> None:
+        """blocking: run commands over blocking sockets in the calling thread, so that the
+        coroutines never suspend (see redis_client.BlockingClient); one server only."""
         super().__init__(clock)
         self.url = url
-        self.cluster = urlsplit(url).scheme.endswith("+cluster")
         scheme = urlsplit(url).scheme
-        if scheme in ("redis", "rediss"):
-            self._redis: _Server | _Cluster = _Server(url, retries=RETRIES)
-        elif self.cluster:
-            self._redis = _Cluster(url)
-        else:
+        self.cluster = scheme.endswith("+cluster")
+        self.blocking = blocking
+        if scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
             raise ConfigError(f"not a Redis URL: {url!r}")
+        if blocking and self.cluster:
+            raise ConfigError("blocking mode needs one Redis server, not a cluster")
+        self._redis: Client | BlockingClient | _Cluster = (
+            _Cluster(url)
+            if self.cluster
+            else BlockingClient(url, retries=RETRIES)
+            if blocking
+            else Client(url, retries=RETRIES)
+        )
         # The queue of each job this instance claimed and has not finished yet, so that
         # heartbeat and finish need no lookup.
         self._queue_of: dict[str, str] = {}
@@ -292,6 +291,8 @@ class RedisBackend(Backend):
     async def open(self) -> None:
         with self._errors():
             await self._load_scripts()
+        if self.blocking:  # no event loop to close with: the owner closes it
+            return
         # App keeps a backend per event loop and may never close it: this generator, left
         # suspended, is closed by the loop's shutdown (asyncio.run), and closes the client,
         # which would otherwise warn of unclosed connections.
@@ -482,11 +483,13 @@ class RedisBackend(Backend):
         """BLPOP on the wake lists; True if woken. A cluster serves one slot per call."""
         # BLPOP takes a timeout in seconds, where 0 would mean forever.
         seconds = max(round(timeout, 3), 0.001)
+        client = self._redis
+        assert not isinstance(client, BlockingClient), "workers wait on an event loop"
         with self._errors():
             if not self.cluster or len(keys) == 1:
-                return await self._redis.blocking(("BLPOP", *keys, seconds)) is not None
+                return await client.blocking(("BLPOP", *keys, seconds)) is not None
             calls = [
-                asyncio.ensure_future(self._redis.blocking(("BLPOP", key, seconds))) for key in keys
+                asyncio.ensure_future(client.blocking(("BLPOP", key, seconds))) for key in keys
             ]
             try:
                 done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)

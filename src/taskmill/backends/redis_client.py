@@ -8,6 +8,10 @@ from concurrent callers are written as they come and answered in order, so a rou
 costs one write and one read whatever the concurrency. Blocking commands (BLPOP) get
 connections of their own.
 
+BlockingClient offers the same over blocking sockets, one per thread, for the sync API:
+a call from a thread without an event loop then costs no thread switch (a blocking round
+trip takes about 13 µs of CPU here, one through asyncio about 45).
+
 Faults: a dropped connection fails the calls waiting on it; `execute` reconnects and runs
 the commands again, with backoff, `retries` times, then raises ConnectionError. Commands
 must therefore be safe to run twice (the backend's scripts are: see lua/claim.lua).
@@ -18,8 +22,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
+import socket
 import ssl
+import threading
+import time
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -31,6 +41,41 @@ Command = Sequence[Any]
 class ReplyError(Exception):
     """An error reply from the server (`-ERR ...`, `-NOSCRIPT ...`): returned in a
     pipeline's results, not raised, so the other commands' results are kept."""
+
+
+def _pack(commands: Sequence[Command]) -> bytes:
+    return b"".join([hiredis.pack_command(tuple(c)) for c in commands])
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where a redis:// or rediss:// URL points, and what a new connection sends first."""
+
+    host: str
+    port: int
+    ssl: ssl.SSLContext | None
+    setup: list[Command] = field(default_factory=list)
+
+    @classmethod
+    def from_url(cls, url: str) -> Server:
+        parts = urlsplit(url)
+        setup: list[Command] = []
+        if parts.password is not None:
+            user = [unquote(parts.username)] if parts.username else []
+            setup.append(("AUTH", *user, unquote(parts.password)))
+        db = parts.path.strip("/")
+        if db and db != "0":
+            if not db.isdigit():
+                raise ValueError(f"the database in a Redis URL is a number, got {db!r}")
+            setup.append(("SELECT", int(db)))
+        context = ssl.create_default_context() if parts.scheme == "rediss" else None
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, context, setup)
+
+
+def _raise_errors(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, ReplyError):
+            raise reply
 
 
 class _Connection(asyncio.Protocol):
@@ -73,7 +118,7 @@ class _Connection(asyncio.Protocol):
             raise ConnectionError(f"connection lost: {self.lost}")
         future = asyncio.get_running_loop().create_future()
         self._waiters.append((future, len(commands), []))
-        self._transport.write(b"".join([hiredis.pack_command(tuple(c)) for c in commands]))
+        self._transport.write(_pack(commands))
         return future
 
     def close(self) -> None:
@@ -81,25 +126,23 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
-class Client:
+class _Scripts:
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        raise NotImplementedError
+
+    async def load(self, sources: Sequence[str]) -> None:
+        """SCRIPT LOAD each source (the server caches them by SHA1)."""
+        _raise_errors(await self.execute([("SCRIPT", "LOAD", source) for source in sources]))
+
+
+class Client(_Scripts):
     """Commands to one Redis server at `url` (redis:// or rediss://, with user, password
     and db number), with reconnection."""
 
     def __init__(
         self, url: str, *, retries: int = 6, backoff_cap: float = 1.0, connect_timeout: float = 5.0
     ) -> None:
-        parts = urlsplit(url)
-        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 6379
-        self._ssl = ssl.create_default_context() if parts.scheme == "rediss" else None
-        self._setup: list[Command] = []
-        if parts.password is not None:
-            user = [unquote(parts.username)] if parts.username else []
-            self._setup.append(("AUTH", *user, unquote(parts.password)))
-        db = parts.path.strip("/")
-        if db and db != "0":
-            if not db.isdigit():
-                raise ValueError(f"the database in a Redis URL is a number, got {db!r}")
-            self._setup.append(("SELECT", int(db)))
+        self._server = Server.from_url(url)
         self._retries, self._backoff_cap, self._timeout = retries, backoff_cap, connect_timeout
         self._shared: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
@@ -108,15 +151,17 @@ class Client:
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
+        server = self._server
         async with asyncio.timeout(self._timeout):
             _, conn = await loop.create_connection(
-                _Connection, self._host, self._port, ssl=self._ssl
+                _Connection, server.host, server.port, ssl=server.ssl
             )
-            if self._setup:
-                for reply in await conn.send(self._setup):
-                    if isinstance(reply, ReplyError):
-                        conn.close()
-                        raise reply
+            if server.setup:
+                try:
+                    _raise_errors(await conn.send(server.setup))
+                except BaseException:
+                    conn.close()
+                    raise
         return conn
 
     async def _connection(self) -> _Connection:
@@ -176,3 +221,84 @@ class Client:
         # Let the transports finish closing on this loop, so none is left for the GC.
         with contextlib.suppress(Exception):
             await asyncio.sleep(0)
+
+
+class _BlockingConnection:
+    """One blocking socket; `pid` tells a forked child not to share its parent's."""
+
+    def __init__(self, server: Server, timeout: float) -> None:
+        sock = socket.create_connection((server.host, server.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)
+        if server.ssl is not None:
+            sock = server.ssl.wrap_socket(sock, server_hostname=server.host)
+        self.sock, self.pid = sock, os.getpid()
+        # When its thread ends, close the socket here rather than warn of it in the GC.
+        weakref.finalize(self, sock.close)
+        self._reader = hiredis.Reader(replyError=ReplyError)
+        if server.setup:
+            try:
+                _raise_errors(self.send(server.setup))
+            except BaseException:
+                sock.close()
+                raise
+
+    def send(self, commands: Sequence[Command]) -> list[Any]:
+        self.sock.sendall(_pack(commands))
+        replies: list[Any] = []
+        while len(replies) < len(commands):
+            reply = self._reader.gets()
+            if reply is False:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("connection closed by the server")
+                self._reader.feed(data)
+            else:
+                replies.append(reply)
+        return replies
+
+
+class BlockingClient(_Scripts):
+    """Client's `execute` over blocking sockets, one per thread. It is a coroutine so that
+    the backend's code serves both, but it never suspends: a caller with no event loop
+    drives it to its end with one `send(None)`."""
+
+    def __init__(
+        self, url: str, *, retries: int = 6, backoff_cap: float = 1.0, connect_timeout: float = 5.0
+    ) -> None:
+        self._server = Server.from_url(url)
+        self._retries, self._backoff_cap, self._timeout = retries, backoff_cap, connect_timeout
+        self._local = threading.local()
+        # Every thread's connection, to close them all; one dies with its thread.
+        self._all: weakref.WeakSet[_BlockingConnection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> _BlockingConnection:
+        conn: _BlockingConnection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.pid != os.getpid():
+            conn = self._local.conn = _BlockingConnection(self._server, self._timeout)
+            with self._lock:
+                self._all.add(conn)
+        return conn
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        for attempt in range(self._retries + 1):
+            try:
+                return self._connection().send(commands)
+            except OSError:  # ConnectionError and TimeoutError among them
+                conn = getattr(self._local, "conn", None)
+                if conn is not None:
+                    conn.sock.close()
+                    self._local.conn = None
+                if attempt == self._retries:
+                    raise
+                # Blocking is this client's purpose: it never runs on an event loop.
+                time.sleep(min(self._backoff_cap, 0.05 * 2**attempt))  # noqa: ASYNC251
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        with self._lock:
+            conns = list(self._all)
+            self._all.clear()
+        for conn in conns:
+            conn.sock.close()
