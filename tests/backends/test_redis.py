@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from taskmill import App, JobState
-from taskmill.backends import connect
+from taskmill.backends import Outcome, connect
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, QUEUE_KEYS, QUEUE_SCRIPTS
 from taskmill.errors import BackendError
@@ -236,3 +236,31 @@ def kill_clients(url: str) -> None:
     with socket.create_connection((server.hostname, server.port)) as sock:
         sock.sendall(b"*4\r\n$6\r\nCLIENT\r\n$4\r\nKILL\r\n$4\r\nTYPE\r\n$6\r\nnormal\r\n")
         sock.recv(100)  # CLIENT KILL skips the connection that sends it
+
+
+@pytest.mark.parametrize("server", ["redis_server", "redis_cluster"])
+async def test_finished_history_is_bounded_by_keep_finished(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    url = fresh_redis(request.getfixturevalue(server))
+    backend = connect(f"{url}?keep_finished=5")
+    await backend.open()
+    try:
+        jobs = await backend.enqueue([Job(task="t") for _ in range(30)])
+        await backend.enqueue([Job(task="t", queue="other")])
+        for _ in range(3):
+            claimed = await backend.claim(["default"], "w1", 10, 30.0)
+            outcomes = [Outcome(j.id, j.token or "", JobState.SUCCEEDED) for j in claimed]
+            assert await backend.finish(outcomes) == [True] * len(claimed)
+        (info,) = [q for q in await backend.list_queues() if q.name == "default"]
+        assert info.counts["succeeded"] == 5
+        kept = [j.id for j in jobs if await backend.get(j.id) is not None]
+        # Five of the last batch finished are kept; the older batches were pruned.
+        assert len(kept) == 5 and set(kept) <= {j.id for j in jobs[20:]}
+        listed, _ = await backend.list_jobs(queue="default")
+        assert sorted(j.id for j in listed) == sorted(kept)
+        assert isinstance(backend, RedisBackend)
+        ids = await backend._exec([("HLEN", IDS)])
+        assert ids == [6]  # five kept and the other queue's job
+    finally:
+        await backend.close()

@@ -36,7 +36,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from redis.asyncio import RedisCluster
@@ -63,6 +63,9 @@ PREFIX = "taskmill"
 IDS = f"{PREFIX}:{{@}}:ids"
 QUEUES = f"{PREFIX}:{{@}}:queues"
 WORKERS = f"{PREFIX}:{{@}}:workers"
+#: The most succeeded, cancelled and expired jobs a queue keeps (the URL's ?keep_finished=N):
+#: past it the oldest go, even before their result_ttl, so memory stays flat under load.
+KEEP_FINISHED = 100_000
 #: Jobs pruned, and expired leases listed, per queue per maintain call.
 MAINTAIN_BATCH = 5_000
 #: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
@@ -215,6 +218,11 @@ class RedisBackend(Backend):
             raise ConfigError(f"not a Redis URL: {url!r}")
         if blocking and self.cluster:
             raise ConfigError("blocking mode needs one Redis server, not a cluster")
+        options = parse_qs(urlsplit(url).query)
+        try:
+            self.keep_finished = int(options.get("keep_finished", [KEEP_FINISHED])[-1])
+        except ValueError:
+            raise ConfigError(f"keep_finished must be an integer in {url!r}") from None
         self._redis: Client | BlockingClient | _Cluster = (
             _Cluster(url)
             if self.cluster
@@ -449,8 +457,13 @@ class RedisBackend(Backend):
             nonce = os.urandom(8).hex()
             keys = [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
             args = [now, limit - len(taken), worker_id, now + lease, nonce]
-            for fields in await self._script("claim", keys, args):
+            fresh, records = await self._script("claim", keys, args)
+            for i, fields in enumerate(records, start=1):
                 job = _job(queue, _pairs(fields))
+                if fresh:  # read before the claim changed it
+                    job.state, job.attempts = JobState.RUNNING, job.attempts + 1
+                    job.token, job.worker, job.started_at = f"{nonce}:{i}", worker_id, now
+                    job.lease_until, job.cancel_requested = now + lease, False
                 self._queue_of[job.id] = queue
                 taken.append(job)
         return taken
@@ -531,13 +544,22 @@ class RedisBackend(Backend):
             if o.job_id in owners:
                 by_queue.setdefault(owners[o.job_id], []).append(i)
         ops = [
-            ("script", "finish", self._keys(q), [now, *self._finish_args(outcomes, indexes)])
+            (
+                "script",
+                "finish",
+                self._keys(q) if self.cluster else [*self._keys(q), IDS],
+                [now, self.keep_finished, *self._finish_args(outcomes, indexes)],
+            )
             for q, indexes in by_queue.items()
         ]
         applied = [False] * len(outcomes)
-        for indexes, result in zip(by_queue.values(), await self._exec(ops), strict=True):
-            for i, ok in zip(indexes, result, strict=True):
+        pruned: list[bytes] = []
+        for indexes, (results, gone) in zip(by_queue.values(), await self._exec(ops), strict=True):
+            for i, ok in zip(indexes, results, strict=True):
                 applied[i] = ok == 1
+            pruned += gone
+        if pruned:  # a cluster's ids live in their own slot
+            await self._exec([("HDEL", IDS, *pruned)])
         for o in outcomes:
             self._queue_of.pop(o.job_id, None)
         return applied

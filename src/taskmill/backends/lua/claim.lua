@@ -9,7 +9,9 @@
 -- ARGV[3] -> worker id
 -- ARGV[4] -> lease_until (now + lease)
 -- ARGV[5] -> nonce: random per call; the token of the i-th job taken is nonce .. ':' .. i
--- Returns the records taken (HGETALL each), in order.
+-- Returns {fresh, records}: the records taken (HGETALL each), in order; fresh = 1 when they
+-- were read before this claim changed them (the caller applies the claim: state running,
+-- attempts + 1, token, worker, started, lease), 0 when a retry replays an earlier call.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local TAKEN = KEYS[11]
 
@@ -21,7 +23,7 @@ if redis.call('EXISTS', TAKEN) == 1 then
       out[#out + 1] = redis.call('HGETALL', key)
     end
   end
-  return out
+  return {0, out}
 end
 -- Bounded, so that one call never holds the server long; the rest goes next time.
 local BATCH = 1000
@@ -43,22 +45,37 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIM
 end
 
 if redis.call('HGET', STATS, 'paused') == '1' or limit <= 0 then
-  return {}
+  return {1, {}}
 end
 
-local out = {}
-local popped = redis.call('ZPOPMIN', READY, limit)
+local out, ids, leases, expiring, from = {}, {}, {}, {}, {}
+local popped = redis.call('ZPOPMIN', READY, math.min(limit, BATCH))
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = PREFIX .. id
-  move(key, redis.call('HGET', key, 'state'), 'running')
-  redis.call('ZREM', EXPIRING, id)
-  redis.call('ZADD', LEASES, ARGV[4], id)
-  redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'token', ARGV[5] .. ':' .. ((i + 1) / 2), 'worker', ARGV[3],
-    'started', ARGV[1], 'lease', ARGV[4], 'cancel', 0)
-  redis.call('RPUSH', TAKEN, id)
-  out[#out + 1] = redis.call('HGETALL', key)
+  local record = redis.call('HGETALL', key)
+  local state, attempts, expires
+  for f = 1, #record, 2 do
+    local name = record[f]
+    if name == 'state' then state = record[f + 1]
+    elseif name == 'attempts' then attempts = record[f + 1]
+    elseif name == 'expires' then expires = true end
+  end
+  from[state] = (from[state] or 0) + 1
+  if expires then expiring[#expiring + 1] = id end
+  redis.call('HSET', key, 'state', 'running', 'attempts', (tonumber(attempts) or 0) + 1,
+    'token', ARGV[5] .. ':' .. ((i + 1) / 2), 'worker', ARGV[3], 'started', ARGV[1],
+    'lease', ARGV[4], 'cancel', 0)
+  ids[#ids + 1] = id
+  push(leases, ARGV[4], id)
+  out[#out + 1] = record
 end
-if #out > 0 then redis.call('EXPIRE', TAKEN, 60) end
-return out
+if #ids > 0 then
+  redis.call('ZADD', LEASES, unpack(leases))
+  if #expiring > 0 then redis.call('ZREM', EXPIRING, unpack(expiring)) end
+  redis.call('RPUSH', TAKEN, unpack(ids))
+  redis.call('EXPIRE', TAKEN, 60)
+  for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, -n) end
+  redis.call('HINCRBY', STATS, 'running', #ids)
+end
+return {1, out}

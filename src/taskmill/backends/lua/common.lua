@@ -33,6 +33,14 @@ local function rank(key)
   return rank_of(unpack(redis.call('HMGET', key, 'priority', 'seq')))
 end
 
+-- Run `command key ...` over a long list of arguments, a chunk at a time: Lua's unpack takes
+-- a few thousand values. The chunk is even, so score/member pairs stay whole.
+local function chunked(command, key, args)
+  for first = 1, #args, 2000 do
+    redis.call(command, key, unpack(args, first, math.min(first + 1999, #args)))
+  end
+end
+
 -- Append a score and a member to a list of ZADD arguments.
 local function push(list, score, member)
   list[#list + 1] = score

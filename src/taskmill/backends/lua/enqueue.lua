@@ -13,7 +13,7 @@ local now, queue = tonumber(ARGV[1]), ARGV[2]
 local IDS, QUEUES = KEYS[11], KEYS[12]
 local STEP = 10
 local count = (#ARGV - 2) / STEP
--- Lua's unpack takes a few thousand values: batch commands go in chunks of this many.
+-- Ids looked up per HMGET (Lua's unpack takes a few thousand values).
 local CHUNK = 1000
 
 local owners = {}
@@ -62,17 +62,12 @@ for j = 1, count do
   end
 end
 
-local function store(command, key, flat)
-  for first = 1, #flat, 2 * CHUNK do
-    redis.call(command, key, unpack(flat, first, math.min(first + 2 * CHUNK - 1, #flat)))
-  end
-end
-store('ZADD', READY, ready)
-store('ZADD', SCHEDULED, scheduled)
-store('ZADD', EXPIRING, expiring)
-store('ZADD', ALL, all)
+chunked('ZADD', READY, ready)
+chunked('ZADD', SCHEDULED, scheduled)
+chunked('ZADD', EXPIRING, expiring)
+chunked('ZADD', ALL, all)
 if IDS then
-  store('HSET', IDS, registered)
+  chunked('HSET', IDS, registered)
   if #registered > 0 then redis.call('SADD', QUEUES, queue) end
 end
 for state, n in pairs(counts) do
