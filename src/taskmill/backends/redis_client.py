@@ -72,6 +72,16 @@ class Server:
         return cls(parts.hostname or "127.0.0.1", parts.port or 6379, context, setup)
 
 
+def _unless_loading(replies: list[Any]) -> list[Any]:
+    """The replies, unless the server was still loading its data after a restart: then none
+    of the commands ran, and the caller retries them as after a dropped connection (the
+    same commands: a claim retried keeps its nonce, so no job is taken twice or lost)."""
+    for reply in replies:
+        if isinstance(reply, ReplyError) and str(reply).startswith("LOADING"):
+            raise ConnectionError(f"Redis is loading its data: {reply}")
+    return replies
+
+
 def _raise_errors(replies: list[Any]) -> None:
     for reply in replies:
         if isinstance(reply, ReplyError):
@@ -188,8 +198,8 @@ class Client(_Scripts):
                 conn = self._shared
                 if conn is None or conn.lost is not None:
                     conn = await self._connection()
-                return await conn.send(commands)
-            except (ConnectionError, OSError, TimeoutError):
+                return _unless_loading(await conn.send(commands))
+            except OSError:  # ConnectionError and TimeoutError among them
                 if attempt == self._retries or self._closed:
                     raise
                 await asyncio.sleep(min(self._backoff_cap, 0.05 * 2**attempt))
@@ -284,7 +294,7 @@ class BlockingClient(_Scripts):
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         for attempt in range(self._retries + 1):
             try:
-                return self._connection().send(commands)
+                return _unless_loading(self._connection().send(commands))
             except OSError:  # ConnectionError and TimeoutError among them
                 conn = getattr(self._local, "conn", None)
                 if conn is not None:
