@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Installing again only when pyproject.toml changed keeps every target fast.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-redis clean
+.PHONY: install run test lint bench bench-redis bench-redis-memory clean
 
 install: $(INSTALLED)
 
@@ -31,6 +31,10 @@ bench: install
 # taskmill and eight peers on a private redis-server; peers install into bench/.venvs/.
 bench-redis: install
 	$(BIN)/python bench/redis_bench.py
+
+# Redis bytes per pending job, and memory while 1,000,000 jobs go through (it must plateau).
+bench-redis-memory: install
+	$(BIN)/python bench/redis_memory.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist taskmill.db taskmill.db-wal taskmill.db-shm

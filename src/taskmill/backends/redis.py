@@ -116,6 +116,9 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+_STATES = {state.value.encode(): state for state in JobState}
+
+
 def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
     """A Job from its hash (the fields written by lua/enqueue.lua and the others)."""
     errors, result = f.get(b"errors"), f.get(b"result")
@@ -126,7 +129,7 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         id=f[b"id"].decode(),
         queue=queue,
         priority=int(f[b"priority"]),
-        state=JobState(f[b"state"].decode()),
+        state=_STATES[f[b"state"]],
         max_retries=int(f[b"retries"]),
         expires_at=_opt(f.get(b"expires")),
         created_at=float(f[b"created"]),
@@ -143,7 +146,8 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         cancel_requested=f.get(b"cancel") == b"1",
     )
     job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f[b"spec"])
-    job.metadata = dict(metadata)
+    if metadata:
+        job.metadata = dict(metadata)
     return job
 
 
