@@ -5,6 +5,7 @@ idle workers that block on it. The behaviour every backend shares is in test_con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import socket
@@ -25,6 +26,7 @@ from redis.crc import key_slot
 from taskmill import App, JobState
 from taskmill.backends import Outcome, connect
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
+from taskmill.backends.redis_client import BlockingClient, Client
 from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, QUEUE_KEYS, QUEUE_SCRIPTS
 from taskmill.errors import BackendError
 from taskmill.job import Job
@@ -264,3 +266,40 @@ async def test_finished_history_is_bounded_by_keep_finished(
         assert ids == [6]  # five kept and the other queue's job
     finally:
         await backend.close()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A URL whose server accepts connections and never answers: a half-open peer."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        accepted: list[socket.socket] = []
+        stop = threading.Event()
+
+        def accept() -> None:
+            listener.settimeout(0.05)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(listener.accept()[0])
+
+        thread = threading.Thread(target=accept)
+        thread.start()
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}"
+        stop.set()
+        thread.join()
+        for sock in accepted:
+            sock.close()
+
+
+async def test_a_server_that_stops_answering_is_an_error_not_a_hang(silent_server: str) -> None:
+    client = Client(silent_server, retries=1, reply_timeout=0.2, connect_timeout=0.2)
+    blocking = BlockingClient(silent_server, retries=1, reply_timeout=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            await client.execute([("PING",)])
+        with pytest.raises(TimeoutError):
+            await client.blocking(("BLPOP", "k", 0.1), 0.1)
+        with pytest.raises(TimeoutError):
+            await blocking.execute([("PING",)])
+    finally:
+        await client.close()
+        await blocking.close()

@@ -194,7 +194,7 @@ class _Cluster:
             results = await pipe.execute(raise_on_error=False)
         return [_raw(r) for r in results]
 
-    async def blocking(self, command: Op) -> Any:
+    async def blocking(self, command: Op, seconds: float) -> Any:
         with _cancellable():
             return await self._redis.execute_command(*command)
 
@@ -504,9 +504,10 @@ class RedisBackend(Backend):
         assert not isinstance(client, BlockingClient), "workers wait on an event loop"
         with self._errors():
             if not self.cluster or len(keys) == 1:
-                return await client.blocking(("BLPOP", *keys, seconds)) is not None
+                return await client.blocking(("BLPOP", *keys, seconds), seconds) is not None
             calls = [
-                asyncio.ensure_future(client.blocking(("BLPOP", key, seconds))) for key in keys
+                asyncio.ensure_future(client.blocking(("BLPOP", key, seconds), seconds))
+                for key in keys
             ]
             try:
                 done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)

@@ -150,10 +150,19 @@ class Client(_Scripts):
     and db number), with reconnection."""
 
     def __init__(
-        self, url: str, *, retries: int = 6, backoff_cap: float = 1.0, connect_timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        retries: int = 6,
+        backoff_cap: float = 1.0,
+        connect_timeout: float = 5.0,
+        reply_timeout: float = 30.0,
     ) -> None:
+        """reply_timeout: a connection that answers nothing for this long is given up for
+        dead and the calls on it are made again; no command of the backend takes that long."""
         self._server = Server.from_url(url)
         self._retries, self._backoff_cap, self._timeout = retries, backoff_cap, connect_timeout
+        self._reply_timeout = reply_timeout
         self._shared: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
         self._idle_blocking: list[_Connection] = []
@@ -198,21 +207,28 @@ class Client(_Scripts):
                 conn = self._shared
                 if conn is None or conn.lost is not None:
                     conn = await self._connection()
-                return _unless_loading(await conn.send(commands))
+                try:
+                    async with asyncio.timeout(self._reply_timeout):
+                        return _unless_loading(await conn.send(commands))
+                except TimeoutError:
+                    conn.close()  # half-open, most likely: every caller on it starts over
+                    raise
             except OSError:  # ConnectionError and TimeoutError among them
                 if attempt == self._retries or self._closed:
                     raise
                 await asyncio.sleep(min(self._backoff_cap, 0.05 * 2**attempt))
         raise AssertionError("unreachable")
 
-    async def blocking(self, command: Command) -> Any:
-        """Run a blocking command on a connection of its own. A caller cancelled while it
-        blocks closes that connection, so the server forgets the command at once."""
+    async def blocking(self, command: Command, seconds: float) -> Any:
+        """Run a command that blocks up to `seconds` on the server, on a connection of its
+        own. A caller cancelled meanwhile closes that connection, so the server forgets the
+        command at once; no answer in time (a server gone without a word) is a TimeoutError."""
         conn = self._idle_blocking.pop() if self._idle_blocking else None
         if conn is None or conn.lost is not None:
             conn = await self._connect()
         try:
-            (reply,) = await conn.send([command])
+            async with asyncio.timeout(seconds + self._timeout):
+                (reply,) = await conn.send([command])
         except BaseException:
             conn.close()
             raise
@@ -236,10 +252,10 @@ class Client(_Scripts):
 class _BlockingConnection:
     """One blocking socket; `pid` tells a forked child not to share its parent's."""
 
-    def __init__(self, server: Server, timeout: float) -> None:
+    def __init__(self, server: Server, timeout: float, reply_timeout: float) -> None:
         sock = socket.create_connection((server.host, server.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(None)
+        sock.settimeout(reply_timeout)
         if server.ssl is not None:
             sock = server.ssl.wrap_socket(sock, server_hostname=server.host)
         self.sock, self.pid = sock, os.getpid()
@@ -274,10 +290,17 @@ class BlockingClient(_Scripts):
     drives it to its end with one `send(None)`."""
 
     def __init__(
-        self, url: str, *, retries: int = 6, backoff_cap: float = 1.0, connect_timeout: float = 5.0
+        self,
+        url: str,
+        *,
+        retries: int = 6,
+        backoff_cap: float = 1.0,
+        connect_timeout: float = 5.0,
+        reply_timeout: float = 30.0,
     ) -> None:
         self._server = Server.from_url(url)
         self._retries, self._backoff_cap, self._timeout = retries, backoff_cap, connect_timeout
+        self._reply_timeout = reply_timeout
         self._local = threading.local()
         # Every thread's connection, to close them all; one dies with its thread.
         self._all: weakref.WeakSet[_BlockingConnection] = weakref.WeakSet()
@@ -286,7 +309,8 @@ class BlockingClient(_Scripts):
     def _connection(self) -> _BlockingConnection:
         conn: _BlockingConnection | None = getattr(self._local, "conn", None)
         if conn is None or conn.pid != os.getpid():
-            conn = self._local.conn = _BlockingConnection(self._server, self._timeout)
+            conn = _BlockingConnection(self._server, self._timeout, self._reply_timeout)
+            self._local.conn = conn
             with self._lock:
                 self._all.add(conn)
         return conn
