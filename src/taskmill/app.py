@@ -164,6 +164,8 @@ class App:
                 future.exception()  # mark retrieved: the caller sees exc raised below
                 raise
             future.set_result(backend)
+        if future.done():  # the common case: no shield, no suspension
+            return future.result()
         return await asyncio.shield(future)
 
     async def aclose(self) -> None:
