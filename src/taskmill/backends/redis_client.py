@@ -136,18 +136,8 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
-class _Scripts:
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
-        raise NotImplementedError
-
-    async def load(self, sources: Sequence[str]) -> None:
-        """SCRIPT LOAD each source (the server caches them by SHA1)."""
-        _raise_errors(await self.execute([("SCRIPT", "LOAD", source) for source in sources]))
-
-
-class Client(_Scripts):
-    """Commands to one Redis server at `url` (redis:// or rediss://, with user, password
-    and db number), with reconnection."""
+class _Commands:
+    """What both clients share: where the server is, how long to wait, how often to retry."""
 
     def __init__(
         self,
@@ -161,8 +151,26 @@ class Client(_Scripts):
         """reply_timeout: a connection that answers nothing for this long is given up for
         dead and the calls on it are made again; no command of the backend takes that long."""
         self._server = Server.from_url(url)
-        self._retries, self._backoff_cap, self._timeout = retries, backoff_cap, connect_timeout
-        self._reply_timeout = reply_timeout
+        self._retries, self._backoff_cap = retries, backoff_cap
+        self._timeout, self._reply_timeout = connect_timeout, reply_timeout
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self._backoff_cap, 0.05 * 2.0**attempt)
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        raise NotImplementedError
+
+    async def load(self, sources: Sequence[str]) -> None:
+        """SCRIPT LOAD each source (the server caches them by SHA1)."""
+        _raise_errors(await self.execute([("SCRIPT", "LOAD", source) for source in sources]))
+
+
+class Client(_Commands):
+    """Commands to one Redis server at `url` (redis:// or rediss://, with user, password
+    and db number), with reconnection."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
         self._shared: _Connection | None = None
         self._connecting: asyncio.Future[_Connection] | None = None
         self._idle_blocking: list[_Connection] = []
@@ -216,7 +224,7 @@ class Client(_Scripts):
             except OSError:  # ConnectionError and TimeoutError among them
                 if attempt == self._retries or self._closed:
                     raise
-                await asyncio.sleep(min(self._backoff_cap, 0.05 * 2**attempt))
+                await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("unreachable")
 
     async def blocking(self, command: Command, seconds: float) -> Any:
@@ -284,23 +292,13 @@ class _BlockingConnection:
         return replies
 
 
-class BlockingClient(_Scripts):
+class BlockingClient(_Commands):
     """Client's `execute` over blocking sockets, one per thread. It is a coroutine so that
     the backend's code serves both, but it never suspends: a caller with no event loop
     drives it to its end with one `send(None)`."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        retries: int = 6,
-        backoff_cap: float = 1.0,
-        connect_timeout: float = 5.0,
-        reply_timeout: float = 30.0,
-    ) -> None:
-        self._server = Server.from_url(url)
-        self._retries, self._backoff_cap, self._timeout = retries, backoff_cap, connect_timeout
-        self._reply_timeout = reply_timeout
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, **options)
         self._local = threading.local()
         # Every thread's connection, to close them all; one dies with its thread.
         self._all: weakref.WeakSet[_BlockingConnection] = weakref.WeakSet()
@@ -327,7 +325,7 @@ class BlockingClient(_Scripts):
                 if attempt == self._retries:
                     raise
                 # Blocking is this client's purpose: it never runs on an event loop.
-                time.sleep(min(self._backoff_cap, 0.05 * 2**attempt))  # noqa: ASYNC251
+                time.sleep(self._backoff(attempt))  # noqa: ASYNC251
         raise AssertionError("unreachable")
 
     async def close(self) -> None:
