@@ -53,12 +53,15 @@ local function move(key, from, to)
   redis.call('HINCRBY', STATS, to, 1)
 end
 
+-- Push up to `count` wake-up tokens, keeping at most WAKE_CAP waiting.
 local function wake(count)
   if count > 0 then
-    local tokens = {}
-    for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
-    redis.call('LPUSH', WAKE, unpack(tokens))
-    redis.call('LTRIM', WAKE, 0, WAKE_CAP - 1)
+    local room = WAKE_CAP - redis.call('LLEN', WAKE)
+    if room > 0 then
+      local tokens = {}
+      for i = 1, math.min(count, room) do tokens[i] = '1' end
+      redis.call('LPUSH', WAKE, unpack(tokens))
+    end
   end
 end
 
