@@ -28,7 +28,7 @@ def connect(url: str, **options: Any) -> Backend:
             from taskmill.backends.redis import RedisBackend
         except ImportError as exc:
             raise ConfigError(
-                f"the Redis backend needs redis-py ({exc}); install taskmill[redis]"
+                f"the Redis backend needs redis-py and hiredis ({exc}); install taskmill[redis]"
             ) from None
         return RedisBackend(url, **options)
     raise ConfigError(
