@@ -390,12 +390,14 @@ async def test_queue_settings_are_stored_replaced_and_deleted(backend: Backend) 
     busy, empty = await backend.list_queues()
     assert (busy.name, busy.settings, busy.paused) == ("busy", {"weight": 2}, True)
     assert (empty.name, empty.settings, empty.paused) == ("empty", settings, False)
+    assert await backend.queue_settings() == {"busy": {"weight": 2}, "empty": settings}
     assert await backend.delete_queue("empty")
     assert not await backend.delete_queue("empty")
     assert await backend.delete_queue("busy")
     (busy,) = await backend.list_queues()  # its job keeps it listed, without settings
     assert (busy.name, busy.settings, busy.paused, busy.counts["pending"]) == ("busy", {}, False, 1)
     assert len(await backend.claim(["busy"], "w1", 10, LEASE)) == 1  # no longer paused
+    assert await backend.queue_settings() == {}
 
 
 async def test_requeue_and_purge_the_dead_letter_queue(backend: Backend, clock: FakeClock) -> None:

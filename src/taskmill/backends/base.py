@@ -243,6 +243,11 @@ class Backend(ABC):
         The queue is listed from then on, and its paused flag is left as it is."""
 
     @abstractmethod
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        """The stored settings of every configured queue, by name: a cheap read (no
+        counting), for producers and workers that look often."""
+
+    @abstractmethod
     async def delete_queue(self, queue: str) -> bool:
         """Forget a queue's settings and paused flag (its jobs are not touched: a queue
         that still holds jobs stays listed). True if it had settings or a flag."""

@@ -365,6 +365,10 @@ class MemoryBackend(Backend):
             self._store.configured.add(queue)
             self._store.settings[queue] = dict(settings)
 
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: dict(settings) for name, settings in self._store.settings.items()}
+
     async def delete_queue(self, queue: str) -> bool:
         with self._lock:
             store = self._store

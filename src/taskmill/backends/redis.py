@@ -595,6 +595,11 @@ class RedisBackend(Backend):
             [("SADD", QUEUES, queue), ("HSET", stats, "settings", data, "configured", 1)]
         )
 
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        queues = await self._queues()
+        found = await self._exec([("HGET", self._keys(q)[8], "settings") for q in queues])
+        return {q: decode(data) for q, data in zip(queues, found, strict=True) if data}
+
     async def delete_queue(self, queue: str) -> bool:
         keys = self._keys(queue)
         # One HDEL: atomic. The wake-up lets workers see a queue that may have been paused.

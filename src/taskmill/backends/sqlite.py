@@ -725,6 +725,13 @@ class SQLiteBackend(Backend):
         )
         await self._change(sql, (queue, _dumps(dict(settings))))
 
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        def run() -> dict[str, dict[str, Any]]:
+            sql = "SELECT name, settings FROM queues WHERE settings != '{}'"
+            return {name: decode(settings) for name, settings in self._conn.execute(sql)}
+
+        return await self._run(run)
+
     async def delete_queue(self, queue: str) -> bool:
         removed = await self._change("DELETE FROM queues WHERE name = ?", (queue,))
         if removed:
