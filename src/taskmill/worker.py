@@ -11,12 +11,14 @@ import os
 import random
 import signal
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from taskmill import logs
 from taskmill.app import App, Task
 from taskmill.backends import Backend, Outcome, WorkerInfo
 from taskmill.errors import (
@@ -28,6 +30,9 @@ from taskmill.errors import (
 )
 from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
 from taskmill.pool import ChildError, ProcessPool, ThreadPool
+
+if TYPE_CHECKING:
+    from taskmill.metrics import JobMetrics
 
 log = logging.getLogger("taskmill.worker")
 
@@ -99,6 +104,8 @@ class Worker:
     prefetch: jobs claimed ahead of free slots (default: as many as concurrency), so that
     the next batch is being claimed while this one runs. They are leased like running
     jobs, and handed back at once when the worker stops.
+
+    metrics: where to count the attempts run (see taskmill.metrics); None counts nothing.
     """
 
     def __init__(
@@ -111,6 +118,7 @@ class Worker:
         processes: int | None = None,
         burst: bool = False,
         prefetch: int | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         if concurrency < 1 or (prefetch is not None and prefetch < 0):
             raise ValueError("concurrency must be >= 1 and prefetch >= 0")
@@ -145,6 +153,9 @@ class Worker:
             tasks=sorted(app.tasks),
             started_at=app.clock(),
         )
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.running_gauge(lambda: len(self._running))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -158,6 +169,7 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+        logs.bind(worker=self.id)  # every task started from here on logs it
         backend = await self.app.backend()
         await backend.heartbeat(self.info, {}, self.settings.lease, {})
         heartbeat = asyncio.create_task(
@@ -281,12 +293,19 @@ class Worker:
             entry[0].cancel()
 
     async def _run(self, job: Job, ctx: JobContext) -> None:
+        # Both context variables are this task's own: set here, seen by the handler.
         _current.set(ctx)
+        logs.bind(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempts)
+        if self.metrics is not None:
+            self.metrics.job_started(job)
+        began = time.perf_counter()
         try:
             outcome = await self._execute(job, ctx)
         finally:
             del self._running[job.id]
             self._slot_free.set()
+        if self.metrics is not None:
+            self.metrics.job_ended(job, outcome.state, time.perf_counter() - began)
         outcome.progress = self._progress.pop(job.id, None)
         self._outcomes.append(outcome)
         self._wake_flusher.set()
