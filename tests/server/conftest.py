@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -49,6 +49,16 @@ async def client(taskapp: App) -> AsyncIterator[httpx.AsyncClient]:
 async def drain(app: App, queues: tuple[str, ...] = ("default",)) -> None:
     """Run every due job of `queues` to its end, in this process."""
     await Worker(app, queues, burst=True, concurrency=4).run()
+
+
+async def poll(client: httpx.AsyncClient, path: str, done: Callable[[Any], bool]) -> Any:
+    """GET `path` until `done` says yes of its body (for at most 20 s)."""
+    for _ in range(1000):
+        body = (await client.get(path)).json()
+        if done(body):
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} never got there: {body}")
 
 
 def created(response: httpx.Response) -> Any:

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from taskmill import App, Worker
 from taskmill.backends import WorkerInfo
-from tests.server.conftest import created, drain, error
+from tests.server.conftest import created, drain, error, poll
 
 pytestmark = pytest.mark.parametrize("url", ["sqlite", "redis"], indirect=True)
 JOBS = "/api/v1/jobs"
@@ -100,13 +100,11 @@ async def test_a_running_job_is_cancelled_by_its_worker_and_not_deleted(
     job = created(await client.post(JOBS, json={"type": "nap", "args": [30]}))
     worker = Worker(taskapp, concurrency=1)
     running = asyncio.create_task(worker.run())
-    while (await client.get(f"{JOBS}/{job['id']}")).json()["status"] != "running":
-        await asyncio.sleep(0.02)
+    await poll(client, f"{JOBS}/{job['id']}", lambda job: job["status"] == "running")
     error(await client.delete(f"{JOBS}/{job['id']}"), 409, "conflict")
     asked = (await client.post(f"{JOBS}/{job['id']}/cancel")).json()
     assert asked["status"] == "running" and asked["cancel_requested"]
-    while (await client.get(f"{JOBS}/{job['id']}")).json()["status"] != "cancelled":
-        await asyncio.sleep(0.02)
+    await poll(client, f"{JOBS}/{job['id']}", lambda job: job["status"] == "cancelled")
     worker.stop()
     await running
 
@@ -227,8 +225,7 @@ async def test_workers_stats_health_and_metrics(client: httpx.AsyncClient, taska
     created(await client.post(f"{JOBS}/batch", json={"jobs": items}))
     worker = Worker(taskapp, ["default", "other"], concurrency=3)
     running = asyncio.create_task(worker.run())
-    while (await client.get("/api/v1/stats")).json()["throughput_per_minute"] < 4:
-        await asyncio.sleep(0.02)
+    await poll(client, "/api/v1/stats", lambda stats: stats["throughput_per_minute"] == 4)
     (listed,) = (await client.get("/api/v1/workers")).json()
     assert (listed["id"], listed["queues"], listed["concurrency"]) == (
         worker.id,

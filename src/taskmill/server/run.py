@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 
 import uvicorn
 
@@ -47,6 +48,11 @@ def serve(
         "taskmill API on %s/api/v1 over %s; docs %s/docs, metrics %s/metrics",
         base, app.settings.url, base, base,
     )  # fmt: skip
+    # uvicorn handles SIGINT and SIGTERM while it serves, then raises the signal again for
+    # the handlers it found: these, which let the process end with status 0 (not killed by
+    # SIGTERM, nor a KeyboardInterrupt) once it has shut down cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)
     # log_config=None: uvicorn's loggers go through taskmill's handler (JSON or colour).
     uvicorn.run(
         api, host=host, port=port, log_config=None, access_log=access_log, server_header=False
