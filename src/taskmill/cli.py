@@ -308,8 +308,10 @@ def main(ctx: click.Context) -> None:
 @click.option("--heartbeat", callback=_duration, help="Time between heartbeats.")
 @click.option(
     "--metrics-port",
-    type=click.IntRange(min=1, max=65535),
-    help="Serve this process's Prometheus metrics on this port (one port per process).",
+    type=click.IntRange(min=0, max=65535),
+    envvar="TASKMILL_METRICS_PORT",
+    help="Serve this process's Prometheus metrics on this port, one per process (0: any "
+    "free port, logged) [env TASKMILL_METRICS_PORT].",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
 @_logging_options("INFO")
@@ -347,7 +349,7 @@ def worker(
                 "each worker process needs a port of its own"
             ) from None
         logging.getLogger("taskmill.worker").info(
-            "metrics on http://%s:%d/metrics", metrics_host, metrics_port
+            "metrics on http://%s:%d/metrics", metrics_host, server.server_port
         )
     runner = Worker(app, queues, metrics=metrics, **options)  # concurrency, strict, ...
     try:

@@ -125,6 +125,8 @@ class Worker:
         self.app = app
         self.settings = app.settings
         self.weights = dict(queues) if isinstance(queues, Mapping) else dict.fromkeys(queues, 1)
+        #: The weights given; a weight stored with the queue (through the API) overrides them.
+        self._given_weights = dict(self.weights)
         for name in self.weights:
             check_queue_name(name)
         self.concurrency = concurrency
@@ -175,7 +177,9 @@ class Worker:
         heartbeat = asyncio.create_task(
             self._every(self.settings.heartbeat, self._heartbeat, backend)
         )
-        upkeep = asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain))
+        upkeep = asyncio.create_task(
+            self._every(self.settings.maintain_interval, self._upkeep, backend)
+        )
         flusher = asyncio.create_task(self._flush_loop(backend))
         log.info(
             "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
@@ -382,6 +386,14 @@ class Worker:
                 await step(*args)
             except Exception:
                 log.exception("%s failed; will retry", getattr(step, "__name__", step))
+
+    async def _upkeep(self, backend: Backend) -> None:
+        await backend.maintain()
+        stored = await backend.queue_settings()
+        self.weights = {
+            name: stored.get(name, {}).get("weight", given)
+            for name, given in self._given_weights.items()
+        }
 
     async def _heartbeat(self, backend: Backend) -> None:
         self.info.running = len(self._running)

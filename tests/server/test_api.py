@@ -192,6 +192,27 @@ async def test_queues_settings_pause_stats_and_delete(
     assert (await client.get(queues)).json() == []
 
 
+async def test_a_stored_weight_reaches_running_workers(
+    client: httpx.AsyncClient, taskapp: App
+) -> None:
+    worker = Worker(taskapp, {"a": 1, "b": 2})
+    running = asyncio.create_task(worker.run())
+    await client.put("/api/v1/queues/a", json={"weight": 7})
+    for _ in range(500):
+        if worker.weights == {"a": 7, "b": 2}:
+            break
+        await asyncio.sleep(0.02)
+    assert worker.weights == {"a": 7, "b": 2}
+    await client.delete("/api/v1/queues/a")
+    for _ in range(500):
+        if worker.weights == {"a": 1, "b": 2}:
+            break
+        await asyncio.sleep(0.02)
+    assert worker.weights == {"a": 1, "b": 2}
+    worker.stop()
+    await running
+
+
 async def test_dead_letter_list_requeue_and_purge(client: httpx.AsyncClient, taskapp: App) -> None:
     items = [
         {"type": "refuse", "payload": {"reason": str(i)}, "queue": f"q{i % 2}"} for i in range(5)

@@ -18,7 +18,6 @@ from schemathesis.checks import (
 from taskmill.server import create_app
 from tests.server.conftest import tasks_app
 
-
 # The memory backend: what is tested is the API layer, and each request may come on an
 # event loop of its own (the test client's), which costs the memory backend nothing.
 schema = schemathesis.openapi.from_asgi(
