@@ -4,6 +4,7 @@ and every response fits the document (status, content type, body schema)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -27,7 +28,7 @@ schema = schemathesis.openapi.from_asgi(
 
 @schema.parametrize()
 @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_error_and_every_response_fits_the_document(case: Case) -> None:
+def test_no_server_error_and_every_response_fits_the_document(case: Case[Any]) -> None:
     case.call_and_validate(
         checks=[
             not_a_server_error,
