@@ -74,26 +74,17 @@ class JobMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+
+        def counter(name: str, documentation: str) -> Counter:
+            return Counter(f"taskmill_{name}", documentation, LABELS, registry=self.registry)
+
+        self.enqueued = counter("jobs_enqueued", "Jobs accepted for running.")
+        self.started = counter("jobs_started", "Attempts started.")
+        self.succeeded = counter("jobs_succeeded", "Jobs that succeeded.")
+        self.failed = counter("jobs_failed", "Attempts that failed (then retried, or dead).")
+        self.retried = counter("jobs_retried", "Failed attempts that will be retried.")
+        self.dead = counter("jobs_dead", "Jobs moved to the dead-letter queue.")
         r = self.registry
-        self.enqueued = Counter(
-            "taskmill_jobs_enqueued", "Jobs accepted for running.", LABELS, registry=r
-        )
-        self.started = Counter("taskmill_jobs_started", "Attempts started.", LABELS, registry=r)
-        self.succeeded = Counter(
-            "taskmill_jobs_succeeded", "Jobs that succeeded.", LABELS, registry=r
-        )
-        self.failed = Counter(
-            "taskmill_jobs_failed",
-            "Attempts that failed (then retried, or dead).",
-            LABELS,
-            registry=r,
-        )
-        self.retried = Counter(
-            "taskmill_jobs_retried", "Failed attempts that will be retried.", LABELS, registry=r
-        )
-        self.dead = Counter(
-            "taskmill_jobs_dead", "Jobs moved to the dead-letter queue.", LABELS, registry=r
-        )
         self.run = Histogram(
             "taskmill_job_run_seconds",
             "How long attempts ran.",

@@ -64,10 +64,21 @@ async def list_jobs(
     cursor: Cursor = None,
 ) -> Response:
     """Jobs, newest first, a page at a time: pass `next_cursor` back as `cursor`."""
-    backend = await server_of(request).backend()
     state = None if status is None else JobState(status)
+    return await _page(request, state, queue, type, limit, cursor)
+
+
+async def _page(
+    request: Request,
+    state: JobState | None,
+    queue: str | None,
+    task: str | None,
+    limit: int,
+    cursor: str | None,
+) -> Response:
+    backend = await server_of(request).backend()
     jobs, next_cursor = await backend.list_jobs(
-        state=state, queue=queue, task=type, limit=limit, cursor=cursor
+        state=state, queue=queue, task=task, limit=limit, cursor=cursor
     )
     return JSON({"jobs": [job_out(job) for job in jobs], "next_cursor": next_cursor})
 
@@ -123,11 +134,7 @@ async def list_dead(
     cursor: Cursor = None,
 ) -> Response:
     """Dead jobs (failed for good), newest first."""
-    backend = await server_of(request).backend()
-    jobs, next_cursor = await backend.list_jobs(
-        state=JobState.DEAD, queue=queue, task=type, limit=limit, cursor=cursor
-    )
-    return JSON({"jobs": [job_out(job) for job in jobs], "next_cursor": next_cursor})
+    return await _page(request, JobState.DEAD, queue, type, limit, cursor)
 
 
 @router.post(
