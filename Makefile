@@ -1,11 +1,13 @@
 # `make run` shows taskmill working; `make test` is what CI runs (.ci/run).
 PYTHON ?= python3
+# run waits for the first of two processes to end (wait -n).
+SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 # Installing again only when pyproject.toml changed keeps every target fast.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-redis bench-redis-memory clean
+.PHONY: install run demo test lint bench bench-redis bench-redis-memory clean
 
 install: $(INSTALLED)
 
@@ -14,7 +16,22 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The API server and a worker over the example tasks, on SQLite; Ctrl-C stops both. The
+# worker also promotes delayed jobs as they come due (claims take due jobs first) and
+# rescues jobs of lost workers.
+RUN := $(BIN)/taskmill --url sqlite:///taskmill.db --app taskmill.examples:app
 run: install
+	@echo "taskmill on sqlite:///taskmill.db: the API server and one worker (Ctrl-C stops both)"
+	@echo "  API        http://127.0.0.1:8000/api/v1/jobs"
+	@echo "  docs       http://127.0.0.1:8000/docs"
+	@echo "  metrics    http://127.0.0.1:8000/metrics (queues)  http://127.0.0.1:9101/metrics (worker)"
+	@echo "  try        curl -X POST localhost:8000/api/v1/jobs -d '{\"type\": \"echo\", \"payload\": {\"message\": \"hi\"}}'"
+	@trap 'kill -TERM $$server $$worker 2>/dev/null; wait' INT TERM; \
+	$(RUN) worker --metrics-port 9101 & worker=$$!; \
+	$(RUN) server --port 8000 & server=$$!; \
+	wait -n; kill -TERM $$server $$worker 2>/dev/null; wait
+
+demo: install
 	$(BIN)/taskmill --url sqlite:///taskmill.db demo
 
 lint: install

@@ -380,6 +380,7 @@ def test_worker_process_runs_jobs_and_stops_on_sigterm(tmp_path: Path) -> None:
             worker.wait()
     job = show(url, job_id, tmp_path)
     assert (job["state"], job["result"]) == ("succeeded", 3)
-    logged = log.read_text()
-    assert " INFO taskmill.worker: worker " in logged and " stopped" in logged
+    events = [orjson.loads(line) for line in log.read_text().splitlines()]
+    stopped = [e for e in events if e["logger"] == "taskmill.worker" and "stopped" in e["message"]]
+    assert stopped and stopped[0]["level"] == "info" and stopped[0]["worker"]
     assert taskmill("--url", url, "workers", cwd=tmp_path).stdout == "no live workers\n"

@@ -20,11 +20,14 @@ from typing import Any, TypeVar
 
 import click
 import orjson
+import prometheus_client
 
+from taskmill import logs
 from taskmill.app import App
 from taskmill.backends import Backend, QueueInfo
 from taskmill.errors import ConfigError, TaskmillError
 from taskmill.job import Job, JobState, check_queue_name, parse_duration, parse_priority
+from taskmill.metrics import JobMetrics
 from taskmill.worker import Worker, parse_queues
 
 T = TypeVar("T")
@@ -254,28 +257,26 @@ def _show_job(job: Job) -> None:
         click.echo(job.errors[-1].traceback.rstrip())
 
 
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+def _logging_options(default: str) -> Decorator:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--log-format",
+            envvar="TASKMILL_LOG_FORMAT",
+            type=click.Choice(["auto", "json", "text"]),
+            default="auto",
+            show_default=True,
+            help="JSON lines, or colour text; auto: text on a terminal [env TASKMILL_LOG_FORMAT].",
+        )(command)
+        return click.option(
+            "--log-level",
+            envvar="TASKMILL_LOG_LEVEL",
+            default=default,
+            type=click.Choice(LOG_LEVELS, case_sensitive=False),
+            show_default=True,
+            help="Logging level [env TASKMILL_LOG_LEVEL].",
+        )(command)
 
-
-class _OneLineFormatter(logging.Formatter):
-    # One event per line, tracebacks included, is what log collectors and grep expect.
-    def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\n", " | ")
-
-
-def _log_level_option(default: str) -> Decorator:
-    choice = click.Choice(LOG_LEVELS, case_sensitive=False)
-    return click.option(
-        "--log-level",
-        envvar="TASKMILL_LOG_LEVEL",
-        default=default,
-        type=choice,
-        show_default=True,
-        help="Logging level [env TASKMILL_LOG_LEVEL].",
-    )
+    return decorate
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -305,11 +306,28 @@ def main(ctx: click.Context) -> None:
 @click.option("--lease", callback=_duration, help="How long a claim holds a job: 30s, 2m.")
 @click.option("--grace", callback=_duration, help="Time running jobs get to finish on stop.")
 @click.option("--heartbeat", callback=_duration, help="Time between heartbeats.")
-@_log_level_option("INFO")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    envvar="TASKMILL_METRICS_PORT",
+    help="Serve this process's Prometheus metrics on this port, one per process (0: any "
+    "free port, logged) [env TASKMILL_METRICS_PORT].",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@_logging_options("INFO")
 @pass_config
-def worker(config: _Config, /, queues: dict[str, int], log_level: str, **options: Any) -> None:
+def worker(
+    config: _Config,
+    /,
+    queues: dict[str, int],
+    metrics_port: int | None,
+    metrics_host: str,
+    log_level: str,
+    log_format: logs.Format,
+    **options: Any,
+) -> None:
     """Run the app's tasks until SIGTERM or Ctrl-C (running jobs get the grace period)."""
-    _setup_logging(log_level)
+    logs.setup(log_level, log_format)
     app = config.load(need_app=True)
     timings = {name: options.pop(name) for name in ("lease", "grace", "heartbeat")}
     try:
@@ -318,8 +336,62 @@ def worker(config: _Config, /, queues: dict[str, int], log_level: str, **options
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    runner = Worker(app, queues, **options)  # concurrency, strict, processes, burst, prefetch
-    _run(app, lambda app, backend: runner.run(install_signals=True))
+    metrics = None
+    if metrics_port is not None:
+        metrics = JobMetrics()
+        try:
+            server, _ = prometheus_client.start_http_server(
+                metrics_port, metrics_host, registry=metrics.registry
+            )
+        except OSError as exc:
+            raise click.UsageError(
+                f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc.strerror}); "
+                "each worker process needs a port of its own"
+            ) from None
+        logging.getLogger("taskmill.worker").info(
+            "metrics on http://%s:%d/metrics", metrics_host, server.server_port
+        )
+    runner = Worker(app, queues, metrics=metrics, **options)  # concurrency, strict, ...
+    try:
+        _run(app, lambda app, backend: runner.run(install_signals=True))
+    finally:
+        if metrics is not None:
+            server.shutdown()
+
+
+@main.command()
+@_global_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0),
+    default=1000.0,
+    show_default=True,
+    envvar="TASKMILL_API_RATE_LIMIT",
+    help="Job submissions per second per API key, in bursts up to as many; 0: no limit.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1024),
+    default=8 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body, in bytes.",
+)
+@click.option("--access-log/--no-access-log", default=True, help="Log every request.")
+@_logging_options("INFO")
+@pass_config
+def server(config: _Config, /, log_level: str, log_format: logs.Format, **options: Any) -> None:
+    """Serve the REST API (and /metrics) over the app's backend, until Ctrl-C.
+
+    API keys come from TASKMILL_API_KEYS (KEY:admin or KEY:read, comma-separated); without
+    any, the server serves loopback only."""
+    logs.setup(log_level, log_format)
+    try:
+        from taskmill.server.run import serve
+    except ImportError as exc:
+        raise click.ClickException(f"the server needs taskmill[server] ({exc})") from None
+    serve(config.load(), **options)
 
 
 @main.command()
@@ -599,12 +671,12 @@ def workers(config: _Config, as_json: bool) -> None:
 @main.command()
 @_global_options
 @click.option("--forever", is_flag=True, help="Keep the worker running afterwards, until Ctrl-C.")
-@_log_level_option("ERROR")
+@_logging_options("ERROR")
 @pass_config
-def demo(config: _Config, forever: bool, log_level: str) -> None:
+def demo(config: _Config, forever: bool, log_level: str, log_format: logs.Format) -> None:
     """Run a worker over taskmill.examples in this process, enqueue a mix of jobs, and
     watch them until every one is finished."""
-    _setup_logging(log_level)
+    logs.setup(log_level, log_format)
     # Imported here: the examples' App reads TASKMILL_* at import, and only the demo uses it.
     from taskmill import examples
 

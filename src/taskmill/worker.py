@@ -11,12 +11,14 @@ import os
 import random
 import signal
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from taskmill import logs
 from taskmill.app import App, Task
 from taskmill.backends import Backend, Outcome, WorkerInfo
 from taskmill.errors import (
@@ -28,6 +30,9 @@ from taskmill.errors import (
 )
 from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
 from taskmill.pool import ChildError, ProcessPool, ThreadPool
+
+if TYPE_CHECKING:
+    from taskmill.metrics import JobMetrics
 
 log = logging.getLogger("taskmill.worker")
 
@@ -99,6 +104,8 @@ class Worker:
     prefetch: jobs claimed ahead of free slots (default: as many as concurrency), so that
     the next batch is being claimed while this one runs. They are leased like running
     jobs, and handed back at once when the worker stops.
+
+    metrics: where to count the attempts run (see taskmill.metrics); None counts nothing.
     """
 
     def __init__(
@@ -111,12 +118,15 @@ class Worker:
         processes: int | None = None,
         burst: bool = False,
         prefetch: int | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         if concurrency < 1 or (prefetch is not None and prefetch < 0):
             raise ValueError("concurrency must be >= 1 and prefetch >= 0")
         self.app = app
         self.settings = app.settings
         self.weights = dict(queues) if isinstance(queues, Mapping) else dict.fromkeys(queues, 1)
+        #: The weights given; a weight stored with the queue (through the API) overrides them.
+        self._given_weights = dict(self.weights)
         for name in self.weights:
             check_queue_name(name)
         self.concurrency = concurrency
@@ -145,6 +155,9 @@ class Worker:
             tasks=sorted(app.tasks),
             started_at=app.clock(),
         )
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.running_gauge(lambda: len(self._running))
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -158,12 +171,15 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+        logs.bind(worker=self.id)  # every task started from here on logs it
         backend = await self.app.backend()
         await backend.heartbeat(self.info, {}, self.settings.lease, {})
         heartbeat = asyncio.create_task(
             self._every(self.settings.heartbeat, self._heartbeat, backend)
         )
-        upkeep = asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain))
+        upkeep = asyncio.create_task(
+            self._every(self.settings.maintain_interval, self._upkeep, backend)
+        )
         flusher = asyncio.create_task(self._flush_loop(backend))
         log.info(
             "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
@@ -281,12 +297,19 @@ class Worker:
             entry[0].cancel()
 
     async def _run(self, job: Job, ctx: JobContext) -> None:
+        # Both context variables are this task's own: set here, seen by the handler.
         _current.set(ctx)
+        logs.bind(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempts)
+        if self.metrics is not None:
+            self.metrics.job_started(job)
+        began = time.perf_counter()
         try:
             outcome = await self._execute(job, ctx)
         finally:
             del self._running[job.id]
             self._slot_free.set()
+        if self.metrics is not None:
+            self.metrics.job_ended(job, outcome.state, time.perf_counter() - began)
         outcome.progress = self._progress.pop(job.id, None)
         self._outcomes.append(outcome)
         self._wake_flusher.set()
@@ -363,6 +386,14 @@ class Worker:
                 await step(*args)
             except Exception:
                 log.exception("%s failed; will retry", getattr(step, "__name__", step))
+
+    async def _upkeep(self, backend: Backend) -> None:
+        await backend.maintain()
+        stored = await backend.queue_settings()
+        self.weights = {
+            name: stored.get(name, {}).get("weight", given)
+            for name, given in self._given_weights.items()
+        }
 
     async def _heartbeat(self, backend: Backend) -> None:
         self.info.running = len(self._running)

@@ -358,6 +358,48 @@ async def test_list_queues_counts_every_state(backend: Backend, clock: FakeClock
     assert (b.name, b.counts["scheduled"], b.oldest_pending) == ("b", 1, None)
 
 
+async def test_list_queues_counts_due_jobs_per_priority_and_recent_finishes(
+    backend: Backend, clock: FakeClock
+) -> None:
+    await backend.enqueue([make(priority=p) for p in (0, 2, 2, 5)])
+    await backend.enqueue([make(priority=7, run_at=clock() + 5), make(queue="other")])
+    first, second = await claim(backend, limit=2)  # priorities 5 and 2
+    await backend.finish([ok(first), failed(second, JobState.DEAD, clock)])
+    (info, _other) = await backend.list_queues()
+    assert info.ready_by_priority == {0: 1, 2: 1}
+    assert info.finished_recently == 2
+    clock.advance(30)
+    (cancelled,) = await claim(backend, limit=1)  # the scheduled one, now due and first
+    assert cancelled.priority == 7
+    await backend.finish([Outcome(cancelled.id, cancelled.token or "", JobState.CANCELLED)])
+    (info, _other) = await backend.list_queues()
+    assert info.finished_recently == 2  # a cancelled job is not throughput
+    clock.advance(31)
+    (info, _other) = await backend.list_queues()
+    assert info.finished_recently == 0
+    assert info.ready_by_priority == {0: 1, 2: 1}
+
+
+async def test_queue_settings_are_stored_replaced_and_deleted(backend: Backend) -> None:
+    settings = {"weight": 3, "concurrency": 2, "retry": {"strategy": "fixed"}}
+    await backend.configure_queue("empty", settings)
+    await backend.configure_queue("busy", {"weight": 1})
+    await backend.configure_queue("busy", {"weight": 2})
+    await backend.set_paused("busy", True)
+    await backend.enqueue([make(queue="busy")])
+    busy, empty = await backend.list_queues()
+    assert (busy.name, busy.settings, busy.paused) == ("busy", {"weight": 2}, True)
+    assert (empty.name, empty.settings, empty.paused) == ("empty", settings, False)
+    assert await backend.queue_settings() == {"busy": {"weight": 2}, "empty": settings}
+    assert await backend.delete_queue("empty")
+    assert not await backend.delete_queue("empty")
+    assert await backend.delete_queue("busy")
+    (busy,) = await backend.list_queues()  # its job keeps it listed, without settings
+    assert (busy.name, busy.settings, busy.paused, busy.counts["pending"]) == ("busy", {}, False, 1)
+    assert len(await backend.claim(["busy"], "w1", 10, LEASE)) == 1  # no longer paused
+    assert await backend.queue_settings() == {}
+
+
 async def test_requeue_and_purge_the_dead_letter_queue(backend: Backend, clock: FakeClock) -> None:
     jobs = [make(task=f"t{i % 2}", queue=f"q{i % 2}", max_retries=0) for i in range(6)]
     await backend.enqueue(jobs)

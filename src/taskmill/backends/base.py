@@ -23,6 +23,8 @@ Clock = Callable[[], float]
 
 #: A worker not seen for this long is no longer listed as live.
 WORKER_TTL = 60.0
+#: QueueInfo.finished_recently counts the jobs that ended within this many seconds.
+THROUGHPUT_WINDOW = 60.0
 #: The error recorded on an attempt whose worker stopped renewing its lease.
 LEASE_EXPIRED = "lease expired: the worker holding the job stopped (killed or lost)"
 
@@ -86,6 +88,12 @@ class QueueInfo:
     counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in JobState})
     #: created_at of the oldest job waiting to run now, if any.
     oldest_pending: float | None = None
+    #: Waiting jobs due now, per priority; only priorities that have some are keys.
+    ready_by_priority: dict[int, int] = field(default_factory=dict)
+    #: Jobs that succeeded or went dead within the last THROUGHPUT_WINDOW seconds.
+    finished_recently: int = 0
+    #: What configure_queue stored; the backend keeps it without reading it.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +101,9 @@ class QueueInfo:
             "paused": self.paused,
             "counts": self.counts,
             "oldest_pending": self.oldest_pending,
+            "ready_by_priority": self.ready_by_priority,
+            "finished_recently": self.finished_recently,
+            "settings": self.settings,
         }
 
 
@@ -222,8 +233,24 @@ class Backend(ABC):
 
     @abstractmethod
     async def list_queues(self) -> list[QueueInfo]:
-        """Every queue that holds jobs or was ever paused or resumed, with counts per
-        state, sorted by name."""
+        """Every queue that holds jobs, was paused or resumed, or was configured (and not
+        deleted since), with its counts per state, due jobs per priority, jobs finished
+        recently and stored settings, sorted by name."""
+
+    @abstractmethod
+    async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
+        """Store a queue's settings (a JSON-ready mapping, replacing the last), in one step.
+        The queue is listed from then on, and its paused flag is left as it is."""
+
+    @abstractmethod
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        """The stored settings of every configured queue, by name: a cheap read (no
+        counting), for producers and workers that look often."""
+
+    @abstractmethod
+    async def delete_queue(self, queue: str) -> bool:
+        """Forget a queue's settings and paused flag (its jobs are not touched: a queue
+        that still holds jobs stays listed). True if it had settings or a flag."""
 
     @abstractmethod
     async def requeue(

@@ -10,10 +10,12 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from taskmill.backends.base import (
     LEASE_EXPIRED,
+    THROUGHPUT_WINDOW,
     WORKER_TTL,
     Backend,
     Clock,
@@ -21,6 +23,7 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
+from taskmill.errors import ConfigError
 from taskmill.job import FINISHED_STATES, WAITING_STATES, AttemptError, Job, JobState, decode
 
 
@@ -36,8 +39,9 @@ class _Store:
         # stopped waiting are skipped when popped.
         self.ready: dict[str, list[tuple[int, int, str]]] = {}
         self.paused: set[str] = set()
-        #: Queues that were paused or resumed: listed even when they hold no job.
+        #: Queues that were paused, resumed or configured: listed even when they hold no job.
         self.configured: set[str] = set()
+        self.settings: dict[str, dict[str, Any]] = {}
         self.expiring: set[str] = set()
         self.workers: dict[str, WorkerInfo] = {}
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, frozenset[str]]] = []
@@ -113,6 +117,8 @@ class MemoryBackend(Backend):
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         store = self._store
+        if cursor is not None and not cursor.isdigit():
+            raise ConfigError(f"invalid cursor {cursor!r}")
         before = int(cursor) if cursor else None
         with self._lock:
             matching = [
@@ -333,14 +339,46 @@ class MemoryBackend(Backend):
         now = self.clock()
         with self._lock:
             store = self._store
-            infos = {name: QueueInfo(name, name in store.paused) for name in store.configured}
+            infos = {
+                name: QueueInfo(
+                    name, name in store.paused, settings=dict(store.settings.get(name, {}))
+                )
+                for name in store.configured
+            }
             for job in self._store.jobs.values():
                 info = infos.setdefault(job.queue, QueueInfo(job.queue))
                 info.counts[job.state.value] += 1
                 if job.state in WAITING_STATES and job.run_at <= now:
                     oldest = info.oldest_pending
                     info.oldest_pending = min(oldest or job.created_at, job.created_at)
+                    ready = info.ready_by_priority
+                    ready[job.priority] = ready.get(job.priority, 0) + 1
+                elif (
+                    job.state in (JobState.SUCCEEDED, JobState.DEAD)
+                    and (job.finished_at or 0.0) > now - THROUGHPUT_WINDOW
+                ):
+                    info.finished_recently += 1
         return [infos[name] for name in sorted(infos)]
+
+    async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._store.configured.add(queue)
+            self._store.settings[queue] = dict(settings)
+
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: dict(settings) for name, settings in self._store.settings.items()}
+
+    async def delete_queue(self, queue: str) -> bool:
+        with self._lock:
+            store = self._store
+            known = queue in store.configured
+            store.configured.discard(queue)
+            store.settings.pop(queue, None)
+            if queue in store.paused:
+                store.paused.discard(queue)
+                store.notify(queue)
+            return known
 
     def _matching(
         self, state: JobState, ids: Sequence[str] | None, queue: str | None, task: str | None

@@ -633,15 +633,47 @@ class RedisBackend(Backend):
         queues = await self._queues()
         ops = [("script", "stats", self._keys(q), [self.clock()]) for q in queues]
         infos = []
-        for queue, (flat, oldest) in zip(queues, await self._exec(ops), strict=True):
-            stats = {k.decode(): int(v) for k, v in _pairs(flat).items()}
-            info = QueueInfo(queue, paused=stats.get("paused") == 1)
+        for queue, result in zip(queues, await self._exec(ops), strict=True):
+            flat, oldest, by_priority, recent = result
+            fields = {k.decode(): v for k, v in _pairs(flat).items()}
+            settings = fields.get("settings")
+            info = QueueInfo(
+                queue,
+                paused=fields.get("paused") == b"1",
+                oldest_pending=float(oldest) if oldest else None,
+                ready_by_priority={
+                    int(p): int(n) for p, n in zip(by_priority[::2], by_priority[1::2], strict=True)
+                },
+                finished_recently=int(recent),
+                settings=decode(settings) if settings else {},
+            )
             for state in JobState:
-                info.counts[state.value] = stats.get(state.value, 0)
-            info.oldest_pending = float(oldest) if oldest else None
-            if any(info.counts.values()) or stats.get("configured"):
+                info.counts[state.value] = int(fields.get(state.value, 0))
+            if any(info.counts.values()) or fields.get("configured") == b"1":
                 infos.append(info)
         return infos
+
+    async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
+        stats = self._keys(queue)[8]
+        data = orjson.dumps(dict(settings))
+        await self._exec(
+            [("SADD", QUEUES, queue), ("HSET", stats, "settings", data, "configured", 1)]
+        )
+
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        queues = await self._queues()
+        found = await self._exec([("HGET", self._keys(q)[8], "settings") for q in queues])
+        return {q: decode(data) for q, data in zip(queues, found, strict=True) if data}
+
+    async def delete_queue(self, queue: str) -> bool:
+        keys = self._keys(queue)
+        # One HDEL: atomic. The wake-up lets workers see a queue that may have been paused.
+        removed, *_ = await self._exec([
+            ("HDEL", keys[8], "configured", "paused", "settings"),
+            ("LPUSH", keys[9], 1),
+            ("LTRIM", keys[9], 0, 15),
+        ])  # fmt: skip
+        return bool(removed)
 
     async def requeue(
         self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None

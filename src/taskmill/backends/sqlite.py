@@ -25,6 +25,7 @@ import orjson
 
 from taskmill.backends.base import (
     LEASE_EXPIRED,
+    THROUGHPUT_WINDOW,
     WORKER_TTL,
     Backend,
     Clock,
@@ -679,23 +680,55 @@ class SQLiteBackend(Backend):
 
         def run(conn: sqlite3.Connection) -> list[QueueInfo]:
             infos = {
-                name: QueueInfo(name, paused=bool(paused))
-                for name, paused in conn.execute("SELECT name, paused FROM queues")
+                name: QueueInfo(name, paused=bool(paused), settings=decode(settings))
+                for name, paused, settings in conn.execute(
+                    "SELECT name, paused, settings FROM queues"
+                )
             }
-            # One pass over the table gives the counts and the oldest due job alike.
+            # One pass over the table gives the counts, the oldest due job, the due jobs per
+            # priority and the recently finished alike.
             rows = conn.execute(
-                "SELECT queue, state, count(*), min(CASE WHEN run_at <= ? THEN created_at END) "
-                "FROM jobs GROUP BY queue, state",
-                (now,),
+                "SELECT queue, state, priority, count(*), "
+                "min(CASE WHEN run_at <= :now THEN created_at END), "
+                "count(CASE WHEN run_at <= :now THEN 1 END), "
+                "count(CASE WHEN finished_at > :since THEN 1 END) "
+                "FROM jobs GROUP BY queue, state, priority",
+                {"now": now, "since": now - THROUGHPUT_WINDOW},
             )
-            for queue, state, count, oldest in rows:
+            for queue, state, priority, count, oldest, due, recent in rows:
                 info = infos.setdefault(queue, QueueInfo(queue))
-                info.counts[state] = count
-                if oldest is not None and JobState(state) in WAITING_STATES:
-                    info.oldest_pending = min(info.oldest_pending or oldest, oldest)
+                info.counts[state] += count
+                if JobState(state) in WAITING_STATES:
+                    if oldest is not None:
+                        info.oldest_pending = min(info.oldest_pending or oldest, oldest)
+                    if due:
+                        ready = info.ready_by_priority
+                        ready[priority] = ready.get(priority, 0) + due
+                elif state in ("succeeded", "dead"):
+                    info.finished_recently += recent
             return [infos[name] for name in sorted(infos)]
 
         return await self._run(lambda: run(self._conn))
+
+    async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
+        sql = (
+            "INSERT INTO queues (name, settings) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET settings = excluded.settings"
+        )
+        await self._change(sql, (queue, _dumps(dict(settings))))
+
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        def run() -> dict[str, dict[str, Any]]:
+            sql = "SELECT name, settings FROM queues WHERE settings != '{}'"
+            return {name: decode(settings) for name, settings in self._conn.execute(sql)}
+
+        return await self._run(run)
+
+    async def delete_queue(self, queue: str) -> bool:
+        removed = await self._change("DELETE FROM queues WHERE name = ?", (queue,))
+        if removed:
+            self._watcher.notify()  # it may have been paused
+        return removed == 1
 
     async def requeue(
         self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None

@@ -8,7 +8,9 @@
 --   KEYS[6]  -> taskmill:{q}:done       zset: succeeded/cancelled/expired jobs, score = prune time
 --   KEYS[7]  -> taskmill:{q}:dead       zset: dead jobs, score = listing seq
 --   KEYS[8]  -> taskmill:{q}:all        zset: every job, score = listing seq (newest last)
---   KEYS[9]  -> taskmill:{q}:stats      hash: job count per state, seq, paused, configured
+--   KEYS[9]  -> taskmill:{q}:stats      hash: job count per state, seq, paused, configured,
+--                                       settings (JSON), fin:<second> (jobs that ended
+--                                       succeeded or dead in that second; kept 60 s)
 --   KEYS[10] -> taskmill:{q}:wake       list: wake-up tokens that idle workers BLPOP
 -- Times come from the caller's clock as ARGV strings and are stored as given: Lua prints
 -- numbers with 14 digits, which would round them.
@@ -16,6 +18,8 @@ local PREFIX, READY, SCHEDULED, LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local EXPIRING, DONE, DEAD, ALL, STATS, WAKE = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 -- Keep in step with backends/redis.py.
 local PRIORITY_MAX, SEQ_BITS, WAKE_CAP = 100, 2 ^ 40, 16
+-- base.THROUGHPUT_WINDOW: how long the fin:<second> counters are kept and summed.
+local THROUGHPUT_WINDOW = 60
 local WAITING = {pending = true, scheduled = true, retrying = true}
 
 -- A number as a string Redis stores exactly (tostring would keep 14 digits).
@@ -83,8 +87,12 @@ local function unplace(id)
 end
 
 -- A job reached a finished state: dead jobs are kept, the others pruned after result_ttl.
+-- Those that succeeded or died count towards the queue's throughput.
 local function finished(id, key, state, now)
   redis.call('HSET', key, 'finished', ARGV[1])
+  if state == 'succeeded' or state == 'dead' then
+    redis.call('HINCRBY', STATS, 'fin:' .. math.floor(now), 1)
+  end
   if state == 'dead' then
     redis.call('ZADD', DEAD, redis.call('HGET', key, 'lseq'), id)
   else

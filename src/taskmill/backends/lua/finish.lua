@@ -65,6 +65,9 @@ if #released > 0 then
   chunked('ZREM', LEASES, released)
   redis.call('HINCRBY', STATS, 'running', -#released)
   for state, n in pairs(arrived) do redis.call('HINCRBY', STATS, state, n) end
+  -- The queue's throughput counts the jobs that ended succeeded or dead (see finished()).
+  local ended = (arrived.succeeded or 0) + (arrived.dead or 0)
+  if ended > 0 then redis.call('HINCRBY', STATS, 'fin:' .. math.floor(now), ended) end
 end
 chunked('ZADD', DONE, done)
 

@@ -1,0 +1,146 @@
+"""What every request passes before it reaches a route: API keys, the per-key rate limit
+on submissions, and the body size limit. A plain ASGI middleware, so that it covers every
+path, unknown ones and the OpenAPI document included, not just the routes."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskmill.errors import ConfigError
+from taskmill.server.errors import error_response
+
+#: Answer without a key: probes must work before anyone has one.
+OPEN_PATHS = frozenset({"/health", "/ready"})
+#: Requests that submit jobs: these count against the rate limit.
+SUBMISSIONS = frozenset({"/api/v1/jobs", "/api/v1/jobs/batch"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class Role(StrEnum):
+    READ = "read"
+    ADMIN = "admin"
+
+
+def parse_keys(spec: str) -> dict[str, Role]:
+    """TASKMILL_API_KEYS: comma-separated KEY:ROLE pairs, ROLE being read or admin."""
+    keys: dict[str, Role] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, _, role = item.rpartition(":")
+        if not key or role not in Role.__members__.values():
+            raise ConfigError(
+                "TASKMILL_API_KEYS takes KEY:ROLE pairs separated by commas, ROLE being read "
+                "or admin (e.g. s3cret:admin,dashboard-key:read)"
+            )
+        keys[key] = Role(role)
+    return keys
+
+
+@dataclass
+class RateLimit:
+    """A token bucket per key: `rate` submissions a second, bursts up to `burst`."""
+
+    rate: float
+    burst: float
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: str) -> float:
+        """0 if the key may submit now, else the seconds until it may."""
+        now = self.clock()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[key] = (tokens - 1, now)
+        return 0.0
+
+
+class Guard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: Mapping[str, Role],
+        rate_limit: RateLimit | None,
+        max_body: int,
+    ) -> None:
+        self.app, self.keys, self.rate_limit, self.max_body = app, keys, rate_limit, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        key = headers.get("x-api-key") or _bearer(headers.get("authorization", ""))
+        if self.keys:
+            if key is None or key not in self.keys:
+                why = "missing API key" if key is None else "unknown API key"
+                message = f"{why}: send it as the X-API-Key header or as a Bearer token"
+                refusal = error_response(401, "unauthorized", message, headers=_CHALLENGE)
+                await refusal(scope, receive, send)
+                return
+            if method not in SAFE_METHODS and self.keys[key] is not Role.ADMIN:
+                message = "this API key is read-only; changes need an admin key"
+                await error_response(403, "forbidden", message)(scope, receive, send)
+                return
+        if self.rate_limit is not None and method == "POST" and scope["path"] in SUBMISSIONS:
+            wait = self.rate_limit.take(key or "")
+            if wait > 0:
+                seconds = math.ceil(wait)
+                message = f"too many submissions for this key; retry in {seconds}s"
+                headers = {"Retry-After": str(seconds)}
+                refusal = error_response(429, "rate_limited", message, headers=headers)
+                await refusal(scope, receive, send)
+                return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            await self._too_large(scope, receive, send)
+            return
+        if method in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        # Read the body here, so a chunked one past the limit is refused before any of it is
+        # parsed; the route then reads it from memory.
+        body, more = bytearray(), True
+        while more:
+            chunk = await receive()
+            if chunk["type"] == "http.disconnect":
+                return
+            body += chunk.get("body", b"")
+            more = chunk.get("more_body", False)
+            if len(body) > self.max_body:
+                await self._too_large(scope, receive, send)
+                return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body over the limit of {self.max_body} bytes"
+        details = {"limit": self.max_body}
+        await error_response(413, "payload_too_large", message, details)(scope, receive, send)
+
+
+def _bearer(value: str) -> str | None:
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return dict(await receive())
+
+    return replay

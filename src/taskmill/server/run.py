@@ -1,0 +1,59 @@
+"""`taskmill server`: the API under uvicorn, with the checks and words of its start."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+
+import uvicorn
+
+from taskmill.app import App
+from taskmill.errors import ConfigError
+from taskmill.server import create_app
+from taskmill.server.guard import RateLimit, parse_keys
+
+log = logging.getLogger("taskmill.server")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    app: App, *, host: str, port: int, rate_limit: float, max_body: int, access_log: bool
+) -> None:
+    """Serve until SIGINT or SIGTERM. Without TASKMILL_API_KEYS, loopback only."""
+    keys = parse_keys(os.environ.get("TASKMILL_API_KEYS", ""))
+    if not keys and not is_loopback(host):
+        raise ConfigError(
+            f"no API keys are configured, so the server binds to loopback only, not {host}: "
+            "set TASKMILL_API_KEYS (KEY:admin or KEY:read, comma-separated) to serve others"
+        )
+    limit = RateLimit(rate_limit, burst=max(rate_limit, 1.0)) if rate_limit > 0 else None
+    api = create_app(app, api_keys=keys, rate_limit=limit, max_body=max_body)
+    base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if keys:
+        roles = {role: sum(r == role for r in keys.values()) for role in ("admin", "read")}
+        log.info("API keys: %d admin, %d read-only", roles["admin"], roles["read"])
+    else:
+        log.warning("no API keys (TASKMILL_API_KEYS): serving on loopback only, without auth")
+    log.info(
+        "taskmill API on %s/api/v1 over %s; docs %s/docs, metrics %s/metrics",
+        base, app.settings.url, base, base,
+    )  # fmt: skip
+    # uvicorn handles SIGINT and SIGTERM while it serves, then raises the signal again for
+    # the handlers it found: these, which let the process end with status 0 (not killed by
+    # SIGTERM, nor a KeyboardInterrupt) once it has shut down cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)
+    # log_config=None: uvicorn's loggers go through taskmill's handler (JSON or colour).
+    uvicorn.run(
+        api, host=host, port=port, log_config=None, access_log=access_log, server_header=False
+    )

@@ -1,0 +1,39 @@
+"""schemathesis against /openapi.json: generated requests to every operation get no 5xx,
+and every response fits the document (status, content type, body schema)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import Case
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from taskmill.server import create_app
+from tests.server.conftest import tasks_app
+
+# The memory backend: what is tested is the API layer, and each request may come on an
+# event loop of its own (the test client's), which costs the memory backend nothing.
+schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", create_app(tasks_app(f"memory://{uuid.uuid4().hex}"))
+)
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_server_error_and_every_response_fits_the_document(case: Case[Any]) -> None:
+    case.call_and_validate(
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ]
+    )
