@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import time
@@ -265,3 +266,26 @@ class Job:
             "progress": self.progress,
             "cancel_requested": self.cancel_requested,
         }
+
+
+@functools.lru_cache(maxsize=1024)
+def spec_options(spec: bytes | str) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
+    """(retry, timeout, result_ttl, metadata) of a stored spec, decoded once per distinct
+    value: the jobs of a task mostly share one, and a claim decodes every job it takes.
+    The metadata is shared between calls: copy it before handing it out."""
+    job = Job(task="")
+    job.apply_spec(decode(spec))
+    return job.retry, job.timeout, job.result_ttl, job.metadata
+
+
+def stored_spec(job: Job) -> bytes:
+    """job.spec() encoded; jobs without metadata share one value per task's options
+    (enqueue is hot)."""
+    if job.metadata:
+        return encode(job.spec())
+    return _plain_spec(job.retry, job.timeout, job.result_ttl)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plain_spec(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> bytes:
+    return encode(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())

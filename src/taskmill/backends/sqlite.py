@@ -34,7 +34,16 @@ from taskmill.backends.base import (
 )
 from taskmill.backends.sqlite_watch import watcher
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, encode
+from taskmill.job import (
+    WAITING_STATES,
+    AttemptError,
+    Job,
+    JobState,
+    decode,
+    encode,
+    spec_options,
+    stored_spec,
+)
 from taskmill.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -135,18 +144,9 @@ def _job(row: Sequence[Any]) -> Job:
         result=None if result is None else decode(result),
     )
     job.cancel_requested = bool(job.cancel_requested)
-    job.retry, job.timeout, job.result_ttl, metadata = _spec(spec)
+    job.retry, job.timeout, job.result_ttl, metadata = spec_options(spec)
     job.metadata = dict(metadata) if metadata else {}
     return job
-
-
-@functools.lru_cache(maxsize=1024)
-def _spec(spec: bytes) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
-    """The options stored with a job, decoded once per distinct value: jobs of one task
-    mostly share them, and claim decodes every row it takes."""
-    job = Job(task="")
-    job.apply_spec(decode(spec))
-    return job.retry, job.timeout, job.result_ttl, job.metadata
 
 
 def _row(job: Job) -> tuple[Any, ...]:
@@ -156,17 +156,9 @@ def _row(job: Job) -> tuple[Any, ...]:
         job.state.value,
         _dumps([e.to_dict() for e in job.errors]) if job.errors else "[]",
         None if job.result is None else encode(job.result),
-        _spec_of(job.retry, job.timeout, job.result_ttl)
-        if not job.metadata
-        else encode(job.spec()),
+        stored_spec(job),
         job.state is JobState.PENDING,
     )
-
-
-@functools.lru_cache(maxsize=1024)
-def _spec_of(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> bytes:
-    """The stored options of jobs without metadata: a task's jobs share them (enqueue is hot)."""
-    return encode(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())
 
 
 def _each(
