@@ -180,3 +180,10 @@ async def migrate(connection: AsyncConnection[Any]) -> list[str]:
             )
             applied.append(name)
     return applied
+
+
+async def migrate_database(url: str) -> tuple[list[str], int]:
+    """migrate() on a connection of its own to `url`: (names applied, version now)."""
+    async with await AsyncConnection.connect(url, autocommit=True) as connection:
+        applied = await migrate(connection)
+        return applied, await schema_version(connection)
