@@ -190,6 +190,42 @@ def postgres_server() -> str:
     return POSTGRES
 
 
+class PostgresCluster:
+    """A PostgreSQL cluster of the tests' own (initdb, pg_ctl), on a free loopback port."""
+
+    def __init__(self, directory: Path) -> None:
+        binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not binaries:
+            missing("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+        self.bin = binaries[-1].parent
+        self.directory, self.port = directory, free_port()
+        # The server refuses to run as root: it runs as postgres then, in a folder of its own.
+        self.run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [*self.run_as, str(self.bin / tool), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=60, cwd="/")
+
+    def init(self) -> None:
+        self.directory.mkdir(parents=True)
+        if self.run_as:
+            shutil.chown(self.directory, "postgres")
+            self.directory.parent.chmod(0o755)
+        self._run("initdb", "-D", str(self.directory / "data"), "-U", "postgres", "-A", "trust")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}"
+        log = str(self.directory / "server.log")
+        self._run(
+            "pg_ctl", "start", "-w", "-D", str(self.directory / "data"), "-o", options, "-l", log
+        )
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are ended, committed work is on disk."""
+        self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.directory / "data"))
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty schema of the server's database, dropped after the test."""

@@ -415,7 +415,8 @@ def _caller_errors() -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        raise BackendError(f"enqueue on the given connection failed: {exc}") from exc
+        hint = "; run `taskmill migrate`" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
+        raise BackendError(f"enqueue on the given connection failed: {exc}{hint}") from exc
 
 
 def _task_name(fn: Callable[..., Any]) -> str:
