@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,21 +16,19 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy
-from psycopg.rows import tuple_row
 
 from taskmill import App, JobState, Worker
 from taskmill.backends import connect
 from taskmill.backends.postgres import PostgresBackend
-from taskmill.backends.postgres_sql import migrate, migrations
+from taskmill.backends.postgres_sql import QUERIES, migrate, migrations
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import Job
 from tests import sample_tasks
-from tests.conftest import PostgresCluster, in_schema
+from tests.conftest import PostgresCluster
 
 ROOT = Path(__file__).parent.parent.parent
 #: The schema that the migrations, applied in order, must produce (see catalog()).
@@ -123,10 +122,9 @@ async def test_enqueue_on_the_callers_connection_commits_or_rolls_back_with_it(
     backend = await app.backend()
     waiter = asyncio.create_task(backend.wait(["default"], 10.0))
     async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
-        with pytest.raises(ZeroDivisionError):
-            async with conn.transaction():
-                lost = await app.aenqueue_many([sample_tasks.record.prepare(1)], connection=conn)
-                1 / 0  # noqa: B018 - the business write fails: the job goes with it
+        async with conn.transaction():
+            lost = await app.aenqueue_many([sample_tasks.record.prepare(1)], connection=conn)
+            raise psycopg.Rollback  # the business write failed: the job goes with it
         assert await backend.get(lost[0].id) is None
         async with conn.transaction():
             kept = await app.aenqueue("record", [2], connection=conn, metadata={"order": 7})
@@ -190,3 +188,170 @@ def test_the_readme_sqlalchemy_example(postgres_url: str) -> None:
     assert len(app.run(backend.list_jobs())[0]) == 1  # the failed sign-up left no job
     app.close()
     engine.dispose()
+
+
+# -- claims that ignore finished jobs --------------------------------------------------
+
+
+async def claim_buffers(url: str) -> int:
+    """Shared buffers the statements of one claim touched, as auto_explain reports them."""
+    plans: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_buffers = on",
+            "SET auto_explain.log_nested_statements = on",
+            "SET client_min_messages = log",
+        ):
+            await conn.execute(setting.encode())
+        params = {"queues": ["default"], "worker": "w", "limit": 10, "now": time.time(),
+                  "lease_until": time.time() + 30}  # fmt: skip
+        cursor = await conn.execute(QUERIES["claim"], params)
+        assert len(await cursor.fetchall()) == 10
+    inner = [plan for plan in plans if "taskmill_claim(" not in plan]  # the function's own
+    assert len(inner) == 3 and not any("Seq Scan on taskmill_jobs" in p for p in inner), inner
+    # Each plan's first figure is its root's: what the whole statement touched.
+    return sum(int((re.findall(r"shared hit=(\d+)", plan) or ["0"])[0]) for plan in inner)
+
+
+async def test_claims_cost_the_same_with_many_finished_jobs(postgres_url: str) -> None:
+    backend = connect(postgres_url)
+    await backend.open()
+    await backend.enqueue([Job("t") for _ in range(100)])
+    before = await claim_buffers(postgres_url)
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO taskmill_jobs (id, task, queue, priority, state, payload, spec, "
+            "max_retries, result_ttl, created_at, run_at, due, finished_at) "
+            "SELECT 'done' || n, 't', 'default', 1, 'succeeded', '\\x7b7d', '{}', 3, 86400, "
+            "0, 0, true, 1 FROM generate_series(1, 200000) AS n"
+        )
+        await conn.execute("ANALYZE taskmill_jobs")
+    after = await claim_buffers(postgres_url)
+    # Not the same to the buffer: updated rows enter indexes one level deeper.
+    assert after <= before * 2 + 20, (before, after)
+    await backend.close()
+
+
+# -- worker processes: one LISTEN connection each, restarts of the server ------------------
+
+
+def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    taskmill = str(Path(sys.executable).parent / "taskmill")
+    command = [taskmill, "worker", "--app", "tests.sample_tasks:app", *extra]
+    return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+def listeners(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN taskmill' "
+            "AND datname = current_database()"
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def test_an_idle_worker_listens_on_one_connection_and_wakes_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "TASKMILL_URL": postgres_url}
+    env["TASKMILL_TEST_LOG"] = str(tmp_path / "effects.log")
+    before = listeners(postgres_url)
+    worker = start_worker(env, "--concurrency", "100", "--queues", "a,b,default")
+    try:
+        app = App(postgres_url)
+        app.enqueue_many([sample_tasks.record.prepare(0)])[0].result(timeout=20)  # it is up
+        assert listeners(postgres_url) == before + 1  # not one per slot, nor per queue
+        time.sleep(1.5)  # idle past its first poll
+        started = time.monotonic()
+        (handle,) = app.enqueue_many([sample_tasks.record.prepare(7)])
+        assert handle.result(timeout=5) == 7
+        assert time.monotonic() - started < 0.5  # woken at once, not at its next poll
+        app.close()
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of this test's own, that the test may stop and start again."""
+    root = Path(tempfile.mkdtemp(prefix="taskmill-pg-"))
+    cluster = PostgresCluster(root / "cluster")
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+        cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_errors_are_backend_errors_and_the_pool_reconnects(
+    private_postgres: PostgresCluster,
+) -> None:
+    backend = connect(private_postgres.url)
+    await backend.open()
+    try:
+        (job,) = await backend.enqueue([Job(task="t")])
+        private_postgres.stop()
+        with pytest.raises(
+            BackendError,
+            match=f"PostgreSQL postgresql://postgres@127.0.0.1:{private_postgres.port}",
+        ):
+            await backend.get(job.id)
+        private_postgres.start()
+        deadline = time.monotonic() + 20
+        while True:  # each pooled connection fails once, then is replaced
+            try:
+                stored = await backend.get(job.id)
+                break
+            except BackendError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        assert stored is not None and stored.state == JobState.PENDING
+        assert [j.id for j in await backend.claim(["default"], "w1", 10, 30.0)] == [job.id]
+    finally:
+        await backend.close()
+
+
+@pytest.mark.slow
+async def test_workers_ride_out_a_restart_of_postgres(
+    private_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = private_postgres.url
+    log = tmp_path / "effects.log"
+    env = {**os.environ, "TASKMILL_URL": url, "TASKMILL_TEST_LOG": str(log)}
+    env |= {"TASKMILL_LEASE": "10", "TASKMILL_HEARTBEAT": "0.5", "TASKMILL_POLL_INTERVAL": "0.2"}
+    app = App(url)
+    count = 10_000
+    handles = await app.aenqueue_many([sample_tasks.record.prepare(n) for n in range(count)])
+    await app.aclose()
+    workers = [start_worker(env, "--concurrency", "16", "--burst") for _ in range(2)]
+    try:
+        while True:  # the workers are other processes: the log is all there is to watch
+            if log.exists() and len(log.read_text().split()) >= count // 5:
+                break
+            await asyncio.sleep(0.05)
+        private_postgres.stop()
+        await asyncio.sleep(1.0)  # the workers see connection errors meanwhile
+        private_postgres.start()
+        for worker in workers:
+            assert worker.wait(120) == 0  # burst: they exit once every job is done
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+    done = Counter(int(line) for line in log.read_text().split())
+    backend = await app.backend()
+    (queue,) = await backend.list_queues()
+    assert set(done) == set(range(count))  # none lost
+    assert queue.counts["succeeded"] == count
+    for handle in handles[::97]:
+        job = await backend.get(handle.id)
+        assert job is not None and job.state == JobState.SUCCEEDED
+    await app.aclose()
