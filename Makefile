@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Installing again only when pyproject.toml changed keeps every target fast.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench bench-redis clean
+.PHONY: install run test lint bench bench-redis bench-postgres clean
 
 install: $(INSTALLED)
 
@@ -31,6 +31,11 @@ bench: install
 # taskmill and eight peers on a private redis-server; peers install into bench/.venvs/.
 bench-redis: install
 	$(BIN)/python bench/redis_bench.py
+
+# taskmill, procrastinate and Oban, each in a database of its own on the local PostgreSQL;
+# peers install into bench/.venvs/.
+bench-postgres: install
+	$(BIN)/python bench/postgres_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist taskmill.db taskmill.db-wal taskmill.db-shm

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import sqlalchemy
+from sqlalchemy.orm import Session
 
 from taskmill import App, JobState, Worker
 from taskmill.backends import connect
@@ -150,7 +151,7 @@ def test_the_readme_sqlalchemy_example(postgres_url: str) -> None:
         return f"welcome {user_id}"
 
     with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("CREATE TABLE users (id integer PRIMARY KEY, name text)"))
+        conn.execute(sqlalchemy.text("CREATE TABLE users (id serial PRIMARY KEY, name text)"))
     with engine.connect() as conn:
         with pytest.raises(BackendError, match="run `taskmill migrate`"):
             app.enqueue("welcome", [0], connection=conn.connection.driver_connection)
@@ -161,20 +162,21 @@ def test_the_readme_sqlalchemy_example(postgres_url: str) -> None:
         capture_output=True,
     )
 
-    def sign_up(user_id: int, name: str, fail: bool) -> str:
-        with engine.begin() as conn:
-            conn.execute(
-                sqlalchemy.text("INSERT INTO users VALUES (:id, :name)"),
-                {"id": user_id, "name": name},
-            )
-            handle = app.enqueue("welcome", [user_id], connection=conn.connection.driver_connection)
+    def sign_up(name: str, fail: bool) -> str:  # as in the README, plus a failure
+        with Session(engine) as session, session.begin():
+            user_id = session.execute(
+                sqlalchemy.text("INSERT INTO users (name) VALUES (:name) RETURNING id"),
+                {"name": name},
+            ).scalar_one()
+            driver = session.connection().connection.driver_connection
+            (handle,) = app.enqueue_many([welcome.prepare(user_id)], connection=driver)
             if fail:
                 raise RuntimeError("the sign-up failed after the enqueue")
         return handle.id
 
     with pytest.raises(RuntimeError):
-        sign_up(1, "ann", fail=True)
-    kept = sign_up(2, "bob", fail=False)
+        sign_up("ann", fail=True)
+    kept = sign_up("bob", fail=False)
     asyncio.run(Worker(app, burst=True).run())
     assert app.result(kept, timeout=5) == "welcome 2"
     with engine.begin() as conn:
@@ -183,7 +185,7 @@ def test_the_readme_sqlalchemy_example(postgres_url: str) -> None:
             App("memory://elsewhere", strict=False).enqueue(
                 "welcome", connection=conn.connection.driver_connection
             )
-    assert users == [(2,)]
+    assert users == [(2,)]  # the first sign-up's id (1) was rolled back
     backend = app.run(app.backend())
     assert len(app.run(backend.list_jobs())[0]) == 1  # the failed sign-up left no job
     app.close()

@@ -248,14 +248,8 @@ class PostgresBackend(Backend):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await listener.listening.wait()
-            next_at = None
-            woken = True
+            next_at = await self._next_run_at(names)
             while True:
-                if woken:
-                    # Look before returning: the notification may concern other queues'
-                    # jobs, or jobs that are not due yet.
-                    wake.clear()
-                    next_at = await self._next_run_at(names)
                 remaining = deadline - loop.time()
                 if remaining <= 0 or (next_at is not None and next_at <= self.clock()):
                     return
@@ -264,7 +258,10 @@ class PostgresBackend(Backend):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(remaining):
                         await wake.wait()
-                woken = wake.is_set()
+                if wake.is_set():
+                    # A job of these queues was committed (or the listener is back): the
+                    # claim that follows looks, which a probe here would only delay.
+                    return
         finally:
             listener.remove(wake)
 
