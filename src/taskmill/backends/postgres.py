@@ -248,6 +248,7 @@ class PostgresBackend(Backend):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await listener.listening.wait()
+            wake.clear()  # what the look below sees need not wake us
             next_at = await self._next_run_at(names)
             while True:
                 remaining = deadline - loop.time()
