@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Installing again only when pyproject.toml changed keeps every target fast.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench bench-redis bench-redis-memory clean
+.PHONY: install run demo test lint bench bench-redis bench-redis-memory bench-postgres clean
 
 install: $(INSTALLED)
 
@@ -52,6 +52,11 @@ bench-redis: install
 # Redis bytes per pending job, and memory while 1,000,000 jobs go through (it must plateau).
 bench-redis-memory: install
 	$(BIN)/python bench/redis_memory.py
+
+# taskmill, procrastinate and Oban, each in a database of its own on the local PostgreSQL;
+# peers install into bench/.venvs/.
+bench-postgres: install
+	$(BIN)/python bench/postgres_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist taskmill.db taskmill.db-wal taskmill.db-shm

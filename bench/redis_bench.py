@@ -171,23 +171,29 @@ def tail(log: Path, lines: int = 12) -> str:
 # -- venvs ------------------------------------------------------------------------------------
 
 
-def ensure_venv(name: str, timeout: float = 900.0) -> Path:
-    """bench/.venvs/<name> with REQUIREMENTS[name], made on first use; its python."""
+def ensure_venv(
+    name: str,
+    timeout: float = 900.0,
+    *,
+    requirements: Sequence[str] | None = None,
+    interpreter: str = "python3",
+) -> Path:
+    """bench/.venvs/<name> with `requirements` (REQUIREMENTS[name] unless given), made by
+    `interpreter` on first use; its python."""
+    requirements = list(REQUIREMENTS[name] if requirements is None else requirements)
     venv = VENVS / name
     python = venv / "bin" / "python"
-    wanted = "\n".join(REQUIREMENTS[name]) + "\n"
+    wanted = "\n".join(requirements) + "\n"
     stamp = venv / STAMP
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
     progress(f"installing {name} into {venv.relative_to(REPO)} ...")
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS[name]]
+    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(python), "-m", "pip", "install", "--quiet", *requirements]
     done = subprocess.run(pip, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise BenchError(
-            f"pip install {' '.join(REQUIREMENTS[name])} failed:\n{done.stderr[-2000:]}"
-        )
+        raise BenchError(f"pip install {' '.join(requirements)} failed:\n{done.stderr[-2000:]}")
     stamp.write_text(wanted)
     return python
 
@@ -205,6 +211,8 @@ class PeerRun:
     scratch: Path
     procs: Procs
     info: dict[str, Any] = field(default_factory=dict)
+    #: Set for the driver and workers too (BENCH_QUEUE_URL, when the queue is elsewhere).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -214,6 +222,7 @@ class PeerRun:
             "BENCH_REDIS_URL": self.url,
             "PYTHONPATH": os.pathsep.join(paths),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
 
     def driver(self, *args: str, timeout: float) -> dict[str, Any]:
@@ -241,7 +250,7 @@ class PeerRun:
 
     def workers(self, mode: str, count: int, burst: bool = True) -> list[subprocess.Popen[bytes]]:
         spec = self.info["workers"][mode]
-        argv = [a for a in spec["argv"] if burst or a != "--burst"]
+        argv = [a for a in spec["argv"] if burst or a not in ("--burst", "--one-shot")]
         env = {**self.env, **spec["env"]}
         return [
             self.procs.start(argv, self.scratch / f"{self.name}-{mode}-{i}.log", env, PEERS_DIR)
@@ -474,14 +483,19 @@ def setting(figure: str, result: dict[str, Any]) -> str:
     return ""
 
 
-def report(data: dict[str, Any]) -> str:
+def report(
+    data: dict[str, Any],
+    title: str = "taskmill vs peers on Redis (no-op task; private redis-server, FLUSHALL "
+    "between runs)",
+) -> str:
     results: dict[str, dict[str, Any]] = data["results"]
     params = data["params"]
     machine = data["machine"]
+    server = data.get("server") or f"redis {data['redis_version']}"
     out = [
-        "taskmill vs peers on Redis (no-op task; private redis-server, FLUSHALL between runs)",
+        title,
         f"machine: {machine['cores']} cores, {machine['cpu']}; {machine['python']}; "
-        f"redis {data['redis_version']}; load before: {machine['load_before']}",
+        f"{server}; load before: {machine['load_before']}",
         f"N: single enqueue {params['single']:,}, bulk {params['bulk']:,}, drain "
         f"{params['drain']:,}; latency {params['rate']:g} jobs/s for {params['seconds']:g} s",
         "drain jobs/s: first job start to last job start; 'wall' counts from launching the "
@@ -618,8 +632,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run_peer(
-    name: str, args: argparse.Namespace, url: str, procs: Procs, scratch: Path
+    name: str,
+    args: argparse.Namespace,
+    url: str,
+    procs: Procs,
+    scratch: Path,
+    *,
+    venv: Callable[[str], Path] = ensure_venv,
+    extra_env: dict[str, str] | None = None,
+    reset: Callable[[PeerRun], None] | None = None,
 ) -> dict[str, Any]:
+    """Every measurement of one peer. venv: makes the peer's venv; reset: empties the
+    peer's queue before each measurement (the recorder's server is flushed anyway)."""
     result: dict[str, Any] = {"errors": {}}
     errors: dict[str, str] = result["errors"]
     figures = [f.key for f in FIGURES if f.key.startswith(args.only or "")]
@@ -629,10 +653,10 @@ def run_peer(
         return result
 
     try:
-        python = Path(sys.executable) if name == "taskmill" else ensure_venv(name)
+        python = Path(sys.executable) if name == "taskmill" else venv(name)
     except (BenchError, subprocess.SubprocessError) as exc:
         return fail_all(f"install failed: {exc}")
-    run = PeerRun(name, python, url, scratch, procs)
+    run = PeerRun(name, python, url, scratch, procs, extra_env=dict(extra_env or {}))
     try:
         run.info = run.driver("info", timeout=args.timeout)
     except BenchError as exc:
@@ -644,6 +668,8 @@ def run_peer(
     def attempt(key: str, measure: Callable[[], dict[str, Any]]) -> None:
         progress(f"  {name}: {key} ...")
         try:
+            if reset is not None:
+                reset(run)
             result[key] = measure()
         except BenchError as exc:
             errors[key] = str(exc)

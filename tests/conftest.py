@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import psycopg
 import pytest
 
 from taskmill import App, Settings
@@ -19,7 +20,7 @@ from taskmill.backends import Backend, connect
 
 #: Backends every contract test runs against. Service-backed ones join this list with a
 #: fixture that skips when the service is missing, or fails under TASKMILL_REQUIRE_SERVICES=1.
-BACKENDS = ["memory", "sqlite", "redis", "redis-cluster"]
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster", "postgres"]
 
 
 def fast_settings(url: str) -> Settings:
@@ -54,6 +55,9 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return fresh_redis(request.getfixturevalue("redis_server"))
     if request.param == "redis-cluster":
         return fresh_redis(request.getfixturevalue("redis_cluster"))
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
     return f"sqlite:///{tmp_path / 'taskmill.db'}"
 
 
@@ -162,6 +166,75 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         for server in servers:
             server.stop()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+# The shared server (trust auth); each test gets a schema of its own, which the backend
+# migrates when it opens: 30 ms, against 170 ms to clone and drop a migrated template
+# database. TASKMILL_TEST_POSTGRES names another database.
+
+POSTGRES = os.environ.get("TASKMILL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def in_schema(database: str, schema: str) -> str:
+    """The URL of `database` with `schema` as the tables' (libpq's options parameter)."""
+    return f"{database}{'&' if '?' in database else '?'}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    try:
+        psycopg.connect(POSTGRES, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        missing(f"PostgreSQL is not reachable at {POSTGRES}: {str(exc).strip()}")
+    return POSTGRES
+
+
+class PostgresCluster:
+    """A PostgreSQL cluster of the tests' own (initdb, pg_ctl), on a free loopback port."""
+
+    def __init__(self, directory: Path) -> None:
+        binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not binaries:
+            missing("PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+        self.bin = binaries[-1].parent
+        self.directory, self.port = directory, free_port()
+        # The server refuses to run as root: it runs as postgres then, in a folder of its own.
+        self.run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [*self.run_as, str(self.bin / tool), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=60, cwd="/")
+
+    def init(self) -> None:
+        self.directory.mkdir(parents=True)
+        if self.run_as:
+            shutil.chown(self.directory, "postgres")
+            self.directory.parent.chmod(0o755)
+        self._run("initdb", "-D", str(self.directory / "data"), "-U", "postgres", "-A", "trust")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory}"
+        log = str(self.directory / "server.log")
+        self._run(
+            "pg_ctl", "start", "-w", "-D", str(self.directory / "data"), "-o", options, "-l", log
+        )
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are ended, committed work is on disk."""
+        self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.directory / "data"))
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty schema of the server's database, dropped after the test."""
+    schema = f"taskmill_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    yield in_schema(postgres_server, schema)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 
 
 @pytest.fixture

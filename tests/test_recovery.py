@@ -24,13 +24,16 @@ from taskmill.backends.base import LEASE_EXPIRED
 from tests import sample_tasks
 from tests.conftest import fresh_redis
 
-SHARED_BACKENDS = ["sqlite", "redis"]
+SHARED_BACKENDS = ["sqlite", "redis", "postgres"]
 
 
 @pytest.fixture(params=SHARED_BACKENDS)
 def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "redis":
         return fresh_redis(request.getfixturevalue("redis_server"))
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
     return f"sqlite:///{tmp_path / 'shared.db'}"
 
 

@@ -1,7 +1,8 @@
 """The protocol between the harness and a peer's driver script (standard library only).
 
 A driver is `bench/peers/<peer>_driver.py`, run with the python of that peer's venv, with
-BENCH_REDIS_URL set and this folder on PYTHONPATH. It is also the module the peer's worker
+BENCH_REDIS_URL set (the recorder's server), BENCH_QUEUE_URL where the queue lives when it
+is elsewhere (PostgreSQL), and this folder on PYTHONPATH. It is also the module the peer's worker
 imports: it defines the no-op task (which calls recorder.record) and ends with
 `serve(Peer(...))`, guarded by `if __name__ == "__main__"`. Commands, each printing ONE line
 of JSON on stdout:
@@ -10,6 +11,7 @@ of JSON on stdout:
     enqueue --n N [--bulk]        time N enqueues of the no-op: {"jobs", "seconds"}
     fill --n N                    queue N jobs, the fastest way the peer has (not timed)
     pace --rate R --seconds S     enqueue R jobs/s for S s, each carrying time.time()
+    setup                         create the peer's schema in an empty database, if it has one
 
 An error prints {"error": "..."} and exits 1.
 """
@@ -24,11 +26,13 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: Where the peer's queue lives: the Redis server itself unless said otherwise.
+QUEUE_URL = os.environ.get("BENCH_QUEUE_URL", URL)
 BIN = os.path.dirname(sys.executable)
 
 #: enqueue one job carrying its enqueue time (0.0: none)
@@ -60,6 +64,8 @@ class Peer:
     notes: list[str] = field(default_factory=list)
     #: Why this peer cannot run here (empty: it can).
     unavailable: str = ""
+    #: Creates the peer's schema in an empty database (None: it needs none).
+    setup: Callable[[], Coroutine[Any, Any, None]] | None = None
 
 
 async def _call(fn: Callable[..., Any], *args: Any) -> None:
@@ -111,7 +117,7 @@ async def _run(peer: Peer, args: argparse.Namespace) -> dict[str, Any]:
 
 def serve(peer: Peer) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["info", "enqueue", "fill", "pace"])
+    parser.add_argument("command", choices=["info", "enqueue", "fill", "pace", "setup"])
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument("--bulk", action="store_true")
     parser.add_argument("--rate", type=float, default=100.0)
@@ -134,6 +140,10 @@ def serve(peer: Peer) -> None:
             }
         elif peer.unavailable:
             out = {"error": f"not available: {peer.unavailable}"}
+        elif args.command == "setup":
+            if peer.setup is not None:
+                asyncio.run(peer.setup())
+            out = {}
         else:
             out = asyncio.run(_run(peer, args))
     except Exception as exc:

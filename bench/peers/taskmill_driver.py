@@ -1,22 +1,22 @@
 """taskmill, driven like the peers: `task.enqueue` one call at a time, `app.enqueue_many` in bulk.
 
-Run with the project's venv; the Redis backend is `redis://` (taskmill.backends.redis). Until
-that backend exists, `info` says so and the harness reports the row as not available.
+Run with the project's venv, on the queue URL the harness gives (Redis or PostgreSQL). A
+backend that cannot run here makes `info` say so, and the harness reports the row as not
+available.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any
 
-from driver import BIN, URL, Peer, Send, SendMany, Worker, serve
+from driver import BIN, QUEUE_URL, Peer, Send, SendMany, Worker, serve
 
 
 async def connect() -> tuple[Send, SendMany | None, Callable[[], Any]]:
-    os.environ["TASKMILL_URL"] = URL
+    os.environ["TASKMILL_URL"] = QUEUE_URL
     from taskmill_app import app, noop  # the worker imports it as bench.peers.taskmill_app
 
     # The sync API, as a user calls it (the backend runs on the app's own loop thread);
@@ -32,15 +32,21 @@ async def connect() -> tuple[Send, SendMany | None, Callable[[], Any]]:
     return send, send_many, app.close
 
 
+async def setup() -> None:
+    from taskmill.backends import connect
+
+    backend = connect(QUEUE_URL)
+    await backend.open()  # creates the schema, where the backend has one
+    await backend.close()
+
+
 def available() -> str:
-    """Empty if taskmill can run on Redis here, else why not."""
-    if importlib.util.find_spec("taskmill.backends.redis") is None:
-        return "taskmill.backends.redis does not exist yet"
+    """Empty if taskmill can run on the queue URL here, else why not."""
     from taskmill.backends import connect
     from taskmill.errors import TaskmillError
 
     try:
-        connect(URL)  # not opened: this only checks the scheme and the imports
+        connect(QUEUE_URL)  # not opened: this only checks the scheme and the imports
     except (TaskmillError, ImportError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return ""
@@ -60,7 +66,7 @@ def worker(concurrency: int) -> Worker:
             "WARNING",
         ],
         concurrency=f"--concurrency {concurrency}",
-        env={"TASKMILL_URL": URL},
+        env={"TASKMILL_URL": QUEUE_URL},
     )
 
 
@@ -70,6 +76,7 @@ if __name__ == "__main__":
             name="taskmill",
             version=importlib.metadata.version("taskmill"),
             connect=connect,
+            setup=setup,
             default=worker(10),
             tuned=worker(100),
             single_api="task.enqueue(t)",

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
+from urllib.parse import urlsplit
 
 from taskmill.backends import Backend, connect, connect_blocking
 from taskmill.backends.base import Clock
 from taskmill.errors import (
+    BackendError,
+    ConfigError,
     InvalidArgumentsError,
     JobError,
     JobFailedError,
@@ -33,6 +47,9 @@ from taskmill.job import (
 )
 from taskmill.retry import retry_policy
 from taskmill.settings import Settings
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection, Connection
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -279,26 +296,56 @@ class App:
         task: str,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: AsyncConnection[Any] | None = None,
         **options: Any,
     ) -> JobHandle[Any]:
-        job = self.make_job(task, args, kwargs, **options)
-        backend = await self.backend()
-        (stored,) = await backend.enqueue([job])
-        return JobHandle(self, stored)
+        """Enqueue one job. connection: see aenqueue_many."""
+        (handle,) = await self.aenqueue_many(
+            [self.make_job(task, args, kwargs, **options)], connection=connection
+        )
+        return handle
 
-    async def aenqueue_many(self, jobs: Iterable[Job | Mapping[str, Any]]) -> list[JobHandle[Any]]:
+    async def aenqueue_many(
+        self,
+        jobs: Iterable[Job | Mapping[str, Any]],
+        *,
+        connection: AsyncConnection[Any] | None = None,
+    ) -> list[JobHandle[Any]]:
         """Enqueue many jobs, one backend round trip per batch of BATCH.
 
         Each item is a Job (from `task.prepare(...)` or `make_job`) or a mapping with
         "task", optional "args", "kwargs" and any job option. All are validated first: one
-        bad item raises before anything is stored."""
+        bad item raises before anything is stored.
+
+        connection: a psycopg AsyncConnection to the app's PostgreSQL database. The jobs
+        are stored on it, inside its current transaction: they exist (and wake workers)
+        only if that transaction commits."""
         records = [item if isinstance(item, Job) else self._job_from_mapping(item) for item in jobs]
+        if connection is not None:
+            self._check_postgres()
+            from taskmill.backends.postgres_sql import enqueue_on
+
+            stored: list[Job] = []
+            with _caller_errors():
+                for i in range(0, len(records), BATCH):
+                    stored += await enqueue_on(connection, records[i : i + BATCH], self.clock())
+            return [JobHandle(self, job) for job in stored]
         backend = await self.backend()
         # Batches go out together: while the backend stores one, the next is being encoded.
         batches = await asyncio.gather(
             *(backend.enqueue(records[i : i + BATCH]) for i in range(0, len(records), BATCH))
         )
         return [JobHandle(self, job) for batch in batches for job in batch]
+
+    def _check_postgres(self) -> None:
+        """Jobs enqueued on a caller's connection go to PostgreSQL: so must the app's."""
+        if urlsplit(self.settings.url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                "connection= enqueues on a PostgreSQL connection, but this app's backend is "
+                f"{urlsplit(self.settings.url).scheme}://, where its workers would never see "
+                "the jobs"
+            )
 
     def _job_from_mapping(self, item: Mapping[str, Any]) -> Job:
         if not isinstance(item, Mapping) or "task" not in item:
@@ -353,14 +400,38 @@ class App:
         task: str,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        connection: Connection[Any] | None = None,
         **options: Any,
     ) -> JobHandle[Any]:
+        """Enqueue one job. connection: see enqueue_many."""
         job = self.make_job(task, args, kwargs, **options)
+        if connection is not None:
+            (handle,) = self.enqueue_many([job], connection=connection)
+            return handle
         (stored,) = self._sync(lambda backend: backend.enqueue([job]))
         return JobHandle(self, stored)
 
-    def enqueue_many(self, jobs: Iterable[Job | Mapping[str, Any]]) -> list[JobHandle[Any]]:
-        return self.run(self.aenqueue_many(jobs))
+    def enqueue_many(
+        self,
+        jobs: Iterable[Job | Mapping[str, Any]],
+        *,
+        connection: Connection[Any] | None = None,
+    ) -> list[JobHandle[Any]]:
+        """aenqueue_many from sync code. connection: a psycopg (sync) Connection to the
+        app's PostgreSQL database; the jobs are stored on it, in the caller's thread, inside
+        its current transaction: they exist only if that transaction commits."""
+        if connection is None:
+            return self.run(self.aenqueue_many(jobs))
+        records = [item if isinstance(item, Job) else self._job_from_mapping(item) for item in jobs]
+        self._check_postgres()
+        from taskmill.backends.postgres_sql import enqueue_on_sync
+
+        stored: list[Job] = []
+        with _caller_errors():
+            for i in range(0, len(records), BATCH):
+                stored += enqueue_on_sync(connection, records[i : i + BATCH], self.clock())
+        return [JobHandle(self, job) for job in stored]
 
     def get(self, job_id: str) -> Job:
         return _found(job_id, self._sync(lambda backend: backend.get(job_id)))
@@ -387,6 +458,18 @@ def _drive(coro: Coroutine[Any, Any, T]) -> T:
         return cast(T, done.value)
     coro.close()
     raise RuntimeError("a blocking backend's coroutine suspended")
+
+
+@contextlib.contextmanager
+def _caller_errors() -> Iterator[None]:
+    """The driver's errors on a caller's connection, as BackendError."""
+    import psycopg  # only enqueues on a caller's (psycopg) connection come here
+
+    try:
+        yield
+    except psycopg.Error as exc:
+        hint = "; run `taskmill migrate`" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
+        raise BackendError(f"enqueue on the given connection failed: {exc}{hint}") from exc
 
 
 def _task_name(fn: Callable[..., Any]) -> str:

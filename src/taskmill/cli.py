@@ -647,6 +647,39 @@ def dlq_purge(
 @_global_options
 @json_option
 @pass_config
+def migrate(config: _Config, as_json: bool) -> None:
+    """Apply the schema migrations a PostgreSQL database lacks, under an advisory lock (so
+    that concurrent runs apply each once), and record them in taskmill_migrations.
+
+    Workers and producers apply them too when they connect; run this to do it ahead, in a
+    deploy step, or with a role allowed to change the schema."""
+    url = config.load().settings.url
+    scheme = url.partition("://")[0]
+    if scheme not in ("postgresql", "postgres"):
+        raise click.ClickException(
+            f"migrate is for postgresql:// URLs, not {scheme}://: SQLite applies its "
+            "migrations when opened, memory:// and Redis have no schema"
+        )
+    import psycopg
+
+    from taskmill.backends.postgres_sql import migrate_database
+
+    try:
+        applied, version = asyncio.run(migrate_database(url))
+    except psycopg.Error as exc:
+        raise click.ClickException(f"migrate failed: {exc}") from None
+    if as_json:
+        _echo_json({"applied": applied, "version": version})
+        return
+    for name in applied:
+        click.echo(f"applied {name}")
+    click.echo(f"schema version {version}" + ("" if applied else " (up to date)"))
+
+
+@main.command()
+@_global_options
+@json_option
+@pass_config
 def workers(config: _Config, as_json: bool) -> None:
     """Live workers: those seen within the last minute."""
     found = _run(config.load(), lambda app, backend: backend.list_workers())

@@ -286,7 +286,7 @@ def _shared_spec(retry: RetryPolicy, timeout: float | None, result_ttl: float) -
 
 
 @functools.lru_cache(maxsize=1024)
-def decode_spec(spec: bytes) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
+def decode_spec(spec: bytes | str) -> tuple[RetryPolicy, float | None, float, dict[str, Any]]:
     """The stored options, decoded once per distinct value (claim decodes every job it
     takes, and a task's jobs mostly share them); the metadata dict is shared: copy it."""
     job = Job(task="")

@@ -13,7 +13,7 @@ __all__ = ["Backend", "Clock", "Outcome", "QueueInfo", "WorkerInfo", "connect", 
 
 def connect(url: str, **options: Any) -> Backend:
     """A backend for `url` (not opened yet): memory://NAME, sqlite:///PATH, redis://HOST,
-    rediss://HOST or redis+cluster://HOST:PORT,HOST:PORT."""
+    rediss://HOST, redis+cluster://HOST:PORT,HOST:PORT, or postgresql://USER@HOST/DB."""
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from taskmill.backends.memory import MemoryBackend
@@ -31,8 +31,18 @@ def connect(url: str, **options: Any) -> Backend:
                 f"the Redis backend needs redis-py and hiredis ({exc}); install taskmill[redis]"
             ) from None
         return RedisBackend(url, **options)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from taskmill.backends.postgres import PostgresBackend
+        except ImportError as exc:
+            raise ConfigError(
+                f"the PostgreSQL backend needs psycopg 3 and psycopg_pool ({exc}); "
+                "install taskmill[postgres]"
+            ) from None
+        return PostgresBackend(url, **options)
     raise ConfigError(
-        f"unsupported backend URL {url!r}; use memory://, sqlite:///path or redis://host"
+        f"unsupported backend URL {url!r}; use memory://, sqlite:///path, redis://host "
+        "or postgresql://host/db"
     )
 
 

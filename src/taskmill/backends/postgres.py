@@ -1,0 +1,410 @@
+"""The PostgreSQL backend: jobs in tables of an existing database, for any number of
+worker processes and machines, with enqueue inside the caller's own transactions.
+
+URLs: `postgresql://user:password@host:port/dbname` (or `postgres://`), libpq's; its
+query options apply, e.g. `?options=-csearch_path%3Dmyschema` for the tables' schema.
+
+Statements are in sql/postgres/queries.sql, the schema in numbered migrations beside
+them (postgres_sql.py). Every change of state is one statement (claim: one function call),
+atomic on its own; batches (enqueue, claim, heartbeat, finish) take one round trip. Claims
+lock rows with SKIP LOCKED, so concurrent workers never wait on each other. Idle workers
+sleep until a notification (postgres_listen.py) or their poll interval.
+
+Connections come from a pool (psycopg_pool), which replaces broken ones with backoff: a
+restarted server costs the calls in flight a BackendError, and the worker retries them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool
+
+from taskmill.backends import postgres_listen
+from taskmill.backends.base import (
+    LEASE_EXPIRED,
+    THROUGHPUT_WINDOW,
+    WORKER_TTL,
+    Backend,
+    Clock,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+)
+from taskmill.backends.postgres_sql import (
+    QUERIES,
+    enqueue_on,
+    job,
+    migrate,
+    migrations,
+    schema_version,
+)
+from taskmill.errors import BackendError, ConfigError
+from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, decode_spec
+
+#: Connections per backend instance at most: a worker uses one for claims, one for
+#: outcomes, one for heartbeats, one for upkeep, and one per waiting probe at a time.
+POOL_SIZE = 8
+#: How long a call waits for a pooled connection (all busy, or the server is down).
+POOL_TIMEOUT = 10.0
+#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
+CLOCK_CHECK = 0.25
+#: Expired leases rescued, and finished jobs pruned, per `maintain` at most.
+MAINTAIN_BATCH = 5_000
+_OUTCOMES = frozenset(
+    {JobState.SUCCEEDED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED, JobState.PENDING}
+)
+
+
+def _where(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username
+    return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
+
+
+class PostgresBackend(Backend):
+    """Jobs in PostgreSQL (`postgresql://...`); see the module docstring."""
+
+    def __init__(self, url: str, clock: Clock = time.time) -> None:
+        super().__init__(clock)
+        if urlsplit(url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"not a PostgreSQL URL: {url!r}")
+        self.url = url
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._listener: postgres_listen.Listener | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
+        if self._pool is None:
+            raise BackendError(f"PostgreSQL backend {_where(self.url)} is not open")
+        with self._errors():
+            async with self._pool.connection() as conn:
+                yield conn
+
+    async def _rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the named query; its rows."""
+        async with self._connection() as conn:
+            cursor = await conn.execute(QUERIES[name], params)
+            return await cursor.fetchall() if cursor.description else []
+
+    async def _count(self, name: str, params: Mapping[str, Any]) -> int:
+        """Run the named query; how many rows it changed (or the count it selects)."""
+        async with self._connection() as conn:
+            cursor = await conn.execute(QUERIES[name], params)
+            if cursor.description:
+                row = await cursor.fetchone()
+                return 0 if row is None else int(row[0])
+            return cursor.rowcount
+
+    async def open(self) -> None:
+        pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs={"autocommit": True, "row_factory": tuple_row},
+            timeout=POOL_TIMEOUT,
+            open=False,
+            name="taskmill",
+        )
+        with self._errors():
+            await pool.open(wait=True, timeout=POOL_TIMEOUT)
+        self._pool = pool
+        self._closer = asyncio.create_task(self._close_when_cancelled())
+        try:
+            async with self._connection() as conn:
+                if await schema_version(conn) != len(migrations()):
+                    await migrate(conn)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _close_when_cancelled(self) -> None:
+        """Close the pool and the listener once cancelled: by close(), or by the end of
+        asyncio.run() when nobody closed the backend (App keeps one per event loop and
+        may never close it). The pool's own tasks ignore cancellation, and would keep
+        asyncio.run() waiting for them forever."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            if self._listener is not None:
+                listener, self._listener = self._listener, None
+                await postgres_listen.release(listener)
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                await pool.close()
+
+    async def migrate(self) -> list[str]:
+        """Apply the migrations this database lacks (see postgres_sql.migrate); their names."""
+        async with self._connection() as conn:
+            return await migrate(conn)
+
+    async def close(self) -> None:
+        if self._closer is not None:
+            closer, self._closer = self._closer, None
+            closer.cancel()
+            await asyncio.gather(closer, return_exceptions=True)
+
+    # -- producers ------------------------------------------------------------------------
+
+    async def enqueue(
+        self, jobs: Sequence[Job], *, connection: AsyncConnection[Any] | None = None
+    ) -> list[Job]:
+        """Store jobs; with `connection`, on that connection in its current transaction:
+        they exist if and only if it commits (and only then wake the workers)."""
+        if connection is not None:
+            with self._errors():
+                return await enqueue_on(connection, jobs, self.clock())
+        async with self._connection() as conn:
+            return await enqueue_on(conn, jobs, self.clock())
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._rows("get", {"id": job_id})
+        return job(rows[0]) if rows else None
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        if limit <= 0:
+            return [], None
+        if cursor is not None and not cursor.isdigit():
+            raise ConfigError(f"invalid cursor {cursor!r}")
+        params = {
+            "state": None if state is None else state.value,
+            "queue": queue,
+            "task": task,
+            "before": None if cursor is None else int(cursor),
+            "limit": limit + 1,
+        }
+        rows = await self._rows("list_jobs", params)
+        more = len(rows) > limit
+        return [job(row) for row in rows[:limit]], str(rows[limit - 1][-1]) if more else None
+
+    async def cancel(self, job_id: str) -> Job | None:
+        rows = await self._rows("cancel", {"id": job_id, "now": self.clock()})
+        return job(rows[0]) if rows else await self.get(job_id)
+
+    async def delete(self, job_id: str) -> bool:
+        return await self._count("delete", {"id": job_id}) == 1
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    ) -> list[Job]:
+        order = list(dict.fromkeys(queues))
+        if limit <= 0 or not order:
+            return []
+        now = self.clock()
+        params = {
+            "queues": order,
+            "worker": worker_id,
+            "limit": limit,
+            "now": now,
+            "lease_until": now + lease,
+        }
+        rows = await self._rows("claim", params)
+        # The function returns rows in no particular order; row[-1] is seq.
+        rank = {queue: i for i, queue in enumerate(order)}
+        rows.sort(key=lambda row: (rank[row[2]], -row[3], row[-1]))
+        return [job(row) for row in rows]
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        names = list(dict.fromkeys(queues))
+        if self._listener is None:
+            self._listener = postgres_listen.acquire(self.url)
+        listener = self._listener
+        wake = asyncio.Event()
+        listener.add(wake, names)
+        try:
+            # Look only once notifications would reach us, unless that takes too long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await listener.listening.wait()
+            wake.clear()  # what the look below sees need not wake us
+            next_at = await self._next_run_at(names)
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or (next_at is not None and next_at <= self.clock()):
+                    return
+                if next_at is not None:
+                    remaining = min(remaining, next_at - self.clock(), CLOCK_CHECK)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await wake.wait()
+                if wake.is_set():
+                    # A job of these queues was committed (or the listener is back): the
+                    # claim that follows looks, which a probe here would only delay.
+                    return
+        finally:
+            listener.remove(wake)
+
+    async def _next_run_at(self, queues: list[str]) -> float | None:
+        rows = await self._rows("next_run_at", {"queues": queues, "now": self.clock()})
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        held: Mapping[str, str],
+        lease: float,
+        progress: Mapping[str, float],
+    ) -> set[str]:
+        now = self.clock()
+        beats = [
+            {"id": job_id, "token": token, "progress": progress.get(job_id)}
+            for job_id, token in held.items()
+        ]
+        params = {
+            "worker": worker.id,
+            "info": orjson.dumps({**worker.to_dict(), "last_seen": now}).decode(),
+            "now": now,
+            "lease_until": now + lease,
+            "held": orjson.dumps(beats).decode(),
+        }
+        keep = {row[0] for row in await self._rows("heartbeat", params)}
+        return set(held) - keep
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if not outcomes:
+            return []
+        rows = []
+        for n, o in enumerate(outcomes):
+            if o.state not in _OUTCOMES:
+                raise BackendError(f"an attempt cannot end as {o.state.value}")
+            rows.append({
+                "n": n,
+                "id": o.job_id,
+                "token": o.token,
+                "state": o.state.value,
+                "result": None if o.result is None else orjson.Fragment(o.result),
+                "error": None if o.error is None else o.error.to_dict(),
+                "run_at": self.clock() if o.run_at is None else o.run_at,
+                "progress": o.progress,
+            })  # fmt: skip
+        params = {"now": self.clock(), "outcomes": orjson.dumps(rows).decode()}
+        applied = {row[0] for row in await self._rows("finish", params)}
+        return [n in applied for n in range(len(outcomes))]
+
+    async def maintain(self) -> int:
+        now = self.clock()
+        async with self._connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                QUERIES["expired_leases"], {"now": now, "limit": MAINTAIN_BATCH}
+            )
+            rescues = []
+            expired = await cursor.fetchall()
+            for job_id, token, attempts, max_retries, spec, worker, cancel in expired:
+                error = AttemptError(attempts, LEASE_EXPIRED, worker=worker, at=now)
+                rescue: dict[str, Any] = {"id": job_id, "token": token, "error": error.to_dict()}
+                if cancel or attempts > max_retries:
+                    rescue |= {"state": "cancelled" if cancel else "dead", "finished_at": now}
+                else:
+                    run_at = now + decode_spec(spec)[0].backoff(attempts)
+                    rescue |= {"state": "retrying", "run_at": run_at}
+                rescues.append(rescue)
+            rescued = 0
+            if rescues:
+                params = {"now": now, "rescues": orjson.dumps(rescues).decode()}
+                cursor = await conn.execute(QUERIES["rescue"], params)
+                row = await cursor.fetchone()
+                rescued = 0 if row is None else int(row[0])
+        params = {"now": now, "limit": MAINTAIN_BATCH, "seen_since": now - WORKER_TTL}
+        await self._count("prune", params)
+        return rescued
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        await self._count("unregister_worker", {"worker": worker_id})
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        rows = await self._rows("list_workers", {"since": self.clock() - WORKER_TTL})
+        return [
+            WorkerInfo.from_dict({**decode(info), "last_seen": last_seen})
+            for info, last_seen in rows
+        ]
+
+    # -- queues and the dead-letter queue ------------------------------------------------
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        await self._rows("set_paused", {"queue": queue, "paused": paused})
+
+    async def list_queues(self) -> list[QueueInfo]:
+        now = self.clock()
+        params = {"now": now, "since": now - THROUGHPUT_WINDOW}
+        infos: dict[str, QueueInfo] = {}
+        for name, paused, settings, state, priority, count, oldest, due, recent in await self._rows(
+            "list_queues", params
+        ):
+            info = infos.setdefault(name, QueueInfo(name))
+            if state is None:
+                info.paused, info.settings = paused, decode(settings)
+                continue
+            info.counts[state] += count
+            if JobState(state) in WAITING_STATES:
+                if oldest is not None:
+                    info.oldest_pending = min(info.oldest_pending or oldest, oldest)
+                if due:
+                    info.ready_by_priority[priority] = info.ready_by_priority.get(priority, 0) + due
+            elif state in ("succeeded", "dead"):
+                info.finished_recently += recent
+        return [infos[name] for name in sorted(infos)]
+
+    async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
+        params = {"queue": queue, "settings": orjson.dumps(dict(settings)).decode()}
+        await self._rows("configure_queue", params)
+
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        return {name: decode(settings) for name, settings in await self._rows("queue_settings", {})}
+
+    async def delete_queue(self, queue: str) -> bool:
+        return await self._count("delete_queue", {"queue": queue}) == 1
+
+    async def requeue(
+        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    ) -> int:
+        params = {
+            "now": self.clock(),
+            "ids": None if ids is None else list(ids),
+            "queue": queue,
+            "task": task,
+        }
+        return await self._count("requeue", params)
+
+    async def purge(
+        self,
+        *,
+        state: JobState = JobState.DEAD,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> int:
+        if not state.finished:
+            return 0
+        return await self._count("purge", {"state": state.value, "queue": queue, "task": task})

@@ -1,0 +1,189 @@
+"""The PostgreSQL backend's SQL: its named queries, its migrations, and the job records
+they read and write. Enqueue lives here too, since it also runs on callers' connections
+(sync or async) inside their own transactions, where no backend instance is involved.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Sequence
+from importlib.resources import files
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection, Connection
+from psycopg.rows import tuple_row
+
+from taskmill.errors import BackendError
+from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
+
+SQL = files("taskmill.backends").joinpath("sql", "postgres")
+#: The key of the advisory lock that migrations run under ("taskmill" in ASCII).
+MIGRATION_LOCK = 0x7461736B6D696C6C
+
+# Job fields stored as they are, one column each.
+_PLAIN = (
+    "id", "task", "queue", "priority", "max_retries", "result_ttl", "expires_at",
+    "created_at", "run_at", "started_at", "finished_at", "attempts", "worker", "token",
+    "lease_until", "progress", "cancel_requested",
+)  # fmt: skip
+#: What job() reads: _PLAIN, state, payload, the JSON columns as text, then seq.
+COLUMNS = ", ".join(
+    (*_PLAIN, "state", "payload", "errors::text", "result::text", "spec::text", "seq")
+)
+
+
+def _queries() -> dict[str, bytes]:
+    # bytes: psycopg takes str queries only as literals (LiteralString), for safety's sake.
+    text = SQL.joinpath("queries.sql").read_text("utf-8")
+    _, *parts = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
+    return {
+        name: body.strip().format(columns=COLUMNS).encode()
+        for name, body in zip(parts[::2], parts[1::2], strict=True)
+    }
+
+
+#: Statements by name, from sql/postgres/queries.sql.
+QUERIES = _queries()
+
+
+def job(row: Sequence[Any]) -> Job:
+    """A Job from a row selected as COLUMNS."""
+    *plain, state, payload, errors, result, spec, _seq = row
+    record = Job(
+        **dict(zip(_PLAIN, plain, strict=True)),
+        state=JobState(state),
+        payload=payload,
+        errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors != "[]" else [],
+        result=None if result is None else decode(result),
+    )
+    record.retry, record.timeout, record.result_ttl, metadata = decode_spec(spec)
+    record.metadata = dict(metadata) if metadata else {}
+    return record
+
+
+_inserted = operator.attrgetter(
+    "id", "task", "queue", "priority", "max_retries", "result_ttl", "expires_at", "run_at"
+)
+_INSERTED = ("id", "task", "queue", "priority", "max_retries", "result_ttl", "expires_at")
+
+
+def _insert_params(jobs: Sequence[Job], now: float) -> dict[str, Any]:
+    """The parameters of the insert query; sets the records' created_at, run_at, state."""
+    rows = []
+    for record in jobs:
+        record.created_at, record.run_at = now, record.run_at or now
+        record.state = JobState.SCHEDULED if record.run_at > now else JobState.PENDING
+        row = dict(zip(_INSERTED, _inserted(record), strict=False))
+        row["run_at"] = record.run_at
+        # bytea's text form: the payload is stored as given, even when it is no JSON.
+        row["payload"] = "\\x" + record.payload.hex()
+        row["spec"] = orjson.Fragment(encode_spec(record))
+        rows.append(row)
+    return {"now": now, "jobs": orjson.dumps(rows).decode()}
+
+
+def _stored(jobs: Sequence[Job], inserted: set[str], existing: list[Any]) -> list[Job]:
+    """The records enqueue returns: each job stored now, or the record that held its id
+    (stored before, or earlier in the same call)."""
+    found = {row[0]: job(row) for row in existing}
+    for record in jobs:
+        if record.id in inserted:
+            found.setdefault(record.id, record)
+    return [found[record.id] for record in jobs]
+
+
+async def enqueue_on(
+    connection: AsyncConnection[Any], jobs: Sequence[Job], now: float
+) -> list[Job]:
+    """Store jobs with one statement on `connection`, in its current transaction."""
+    if not jobs:
+        return []
+    params = _insert_params(jobs, now)
+    async with connection.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute(QUERIES["insert"], params)
+        inserted = {row[0] for row in await cursor.fetchall()}
+        existing: list[Any] = []
+        if len(inserted) < len(jobs):
+            missing = [record.id for record in jobs if record.id not in inserted]
+            await cursor.execute(QUERIES["existing"], {"ids": missing})
+            existing = await cursor.fetchall()
+    return _stored(jobs, inserted, existing)
+
+
+def enqueue_on_sync(connection: Connection[Any], jobs: Sequence[Job], now: float) -> list[Job]:
+    """enqueue_on for a sync connection."""
+    if not jobs:
+        return []
+    params = _insert_params(jobs, now)
+    with connection.cursor(row_factory=tuple_row) as cursor:
+        cursor.execute(QUERIES["insert"], params)
+        inserted = {row[0] for row in cursor.fetchall()}
+        existing: list[Any] = []
+        if len(inserted) < len(jobs):
+            missing = [record.id for record in jobs if record.id not in inserted]
+            cursor.execute(QUERIES["existing"], {"ids": missing})
+            existing = cursor.fetchall()
+    return _stored(jobs, inserted, existing)
+
+
+# -- migrations ----------------------------------------------------------------------------
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, file name, script) of sql/postgres/NNNN_*.sql, in order."""
+    found = sorted(
+        (int(f.name.split("_", 1)[0]), f.name, f.read_text("utf-8"))
+        for f in SQL.iterdir()
+        if re.fullmatch(r"\d{4}_\w+\.sql", f.name)
+    )
+    if [version for version, _, _ in found] != list(range(1, len(found) + 1)):
+        raise BackendError(f"migrations are not numbered 1, 2, ...: {[n for _, n, _ in found]}")
+    return found
+
+
+async def schema_version(connection: AsyncConnection[Any]) -> int:
+    """The last migration applied to the database, 0 if none."""
+    cursor = await connection.execute("SELECT to_regclass('taskmill_migrations') IS NOT NULL")
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
+        return 0
+    cursor = await connection.execute("SELECT coalesce(max(version), 0) FROM taskmill_migrations")
+    row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def migrate(connection: AsyncConnection[Any]) -> list[str]:
+    """Apply the migrations the database lacks, in one transaction under an advisory lock
+    (processes starting together apply them once), recording each. Returns their names.
+
+    Refuses a database migrated by a newer taskmill than this one."""
+    scripts = migrations()
+    applied = []
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS taskmill_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        current = await schema_version(connection)
+        if current > len(scripts):
+            raise BackendError(
+                f"the database has taskmill schema version {current}, newer than this "
+                f"taskmill knows ({len(scripts)}); upgrade taskmill"
+            )
+        for version, name, script in scripts[current:]:
+            await connection.execute(script.encode())  # no parameters: several statements
+            await connection.execute(
+                "INSERT INTO taskmill_migrations (version, name) VALUES (%s, %s)", (version, name)
+            )
+            applied.append(name)
+    return applied
+
+
+async def migrate_database(url: str) -> tuple[list[str], int]:
+    """migrate() on a connection of its own to `url`: (names applied, version now)."""
+    async with await AsyncConnection.connect(url, autocommit=True) as connection:
+        applied = await migrate(connection)
+        return applied, await schema_version(connection)

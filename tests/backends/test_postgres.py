@@ -1,0 +1,361 @@
+"""What only the PostgreSQL backend has: migrations, enqueue inside the caller's own
+transaction, claims that ignore finished jobs, one LISTEN connection per process, and
+restarts of the server. The behaviour every backend shares is in test_contract.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy
+from sqlalchemy.orm import Session
+
+from taskmill import App, JobState, Worker
+from taskmill.backends import connect
+from taskmill.backends.postgres import PostgresBackend
+from taskmill.backends.postgres_sql import QUERIES, migrate, migrations
+from taskmill.errors import BackendError, ConfigError
+from taskmill.job import Job
+from tests import sample_tasks
+from tests.conftest import PostgresCluster
+
+ROOT = Path(__file__).parent.parent.parent
+#: The schema that the migrations, applied in order, must produce (see catalog()).
+DECLARED = Path(__file__).parent / "postgres_schema.txt"
+
+# Every table, column, constraint, index, function and trigger of the current schema.
+CATALOG = """
+SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
+    || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
+    || coalesce(' default ' || column_default, '')
+FROM information_schema.columns WHERE table_schema = current_schema()
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+UNION ALL
+SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()
+UNION ALL
+SELECT 'function ' || pg_get_functiondef(p.oid)
+FROM pg_proc p WHERE pronamespace = current_schema()::regnamespace
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(oid) FROM pg_trigger
+WHERE tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = current_schema()::regnamespace)
+    AND NOT tgisinternal
+ORDER BY 1
+"""
+
+
+async def catalog(url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cursor = await conn.execute(CATALOG.encode())
+        schema = (await (await conn.execute("SELECT current_schema()")).fetchone() or [""])[0]
+        text = "\n".join(row[0] for row in await cursor.fetchall()) + "\n"
+    return text.replace(f"{schema}.", "")  # the test's own schema name
+
+
+async def test_migrations_in_order_produce_the_declared_schema(postgres_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        applied = await migrate(conn)
+        assert await migrate(conn) == []  # applied once
+        cursor = await conn.execute("SELECT version, name FROM taskmill_migrations ORDER BY 1")
+        recorded = await cursor.fetchall()
+    assert applied == [name for _, name, _ in migrations()]
+    assert recorded == [(version, name) for version, name, _ in migrations()]
+    if os.environ.get("TASKMILL_WRITE_SCHEMA") == "1":
+        DECLARED.write_text(await catalog(postgres_url))
+    assert await catalog(postgres_url) == DECLARED.read_text(), (
+        "the migrations no longer produce tests/backends/postgres_schema.txt: if the change "
+        "is meant, run this test with TASKMILL_WRITE_SCHEMA=1 and review the diff"
+    )
+
+
+async def test_concurrent_migrations_apply_once_and_newer_schemas_are_refused(
+    postgres_url: str,
+) -> None:
+    connections = [
+        await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) for _ in range(4)
+    ]
+    try:
+        results = await asyncio.gather(*(migrate(conn) for conn in connections))
+        assert sorted(map(len, results)) == [0, 0, 0, len(migrations())]
+        await connections[0].execute("INSERT INTO taskmill_migrations VALUES (999, 'future')")
+    finally:
+        for conn in connections:
+            await conn.close()
+    with pytest.raises(BackendError, match="newer"):
+        await connect(postgres_url).open()
+
+
+def test_migrate_command_applies_and_reports(postgres_url: str) -> None:
+    taskmill = str(Path(sys.executable).parent / "taskmill")
+    first = subprocess.run([taskmill, "--url", postgres_url, "migrate"], capture_output=True)
+    again = subprocess.run([taskmill, "--url", postgres_url, "migrate"], capture_output=True)
+    applied = [f"applied {name}" for _, name, _ in migrations()]
+    latest = migrations()[-1][0]
+    assert first.stdout.decode().splitlines() == [*applied, f"schema version {latest}"]
+    assert again.stdout.decode() == f"schema version {latest} (up to date)\n"
+    other = subprocess.run([taskmill, "--url", "memory://x", "migrate"], capture_output=True)
+    assert other.returncode == 1 and b"is for postgresql:// URLs" in other.stderr
+
+
+def test_urls_are_checked() -> None:
+    with pytest.raises(ConfigError, match="not a PostgreSQL URL"):
+        PostgresBackend("mysql://x")
+
+
+# -- enqueue inside the caller's transaction ---------------------------------------------
+
+
+async def test_enqueue_on_the_callers_connection_commits_or_rolls_back_with_it(
+    postgres_url: str,
+) -> None:
+    app = App(postgres_url, strict=False)
+    backend = await app.backend()
+    waiter = asyncio.create_task(backend.wait(["default"], 10.0))
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        async with conn.transaction():
+            lost = await app.aenqueue_many([sample_tasks.record.prepare(1)], connection=conn)
+            raise psycopg.Rollback  # the business write failed: the job goes with it
+        assert await backend.get(lost[0].id) is None
+        async with conn.transaction():
+            kept = await app.aenqueue("record", [2], connection=conn, metadata={"order": 7})
+            await asyncio.sleep(0.3)
+            assert not waiter.done()  # not before the commit: workers would find nothing
+            assert await backend.get(kept.id) is None  # nor visible to others yet
+        await asyncio.wait_for(waiter, 2.0)  # woken by the commit
+    stored = await backend.get(kept.id)
+    assert stored is not None and stored.state == JobState.PENDING
+    assert stored.metadata == {"order": 7}
+    await app.aclose()
+
+
+def test_the_readme_sqlalchemy_example(postgres_url: str) -> None:
+    """The README's example: a business row and its job, in one SQLAlchemy transaction."""
+    engine = sqlalchemy.create_engine(
+        postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    app = App(postgres_url)
+
+    @app.task(name="welcome")
+    def welcome(user_id: int) -> str:
+        return f"welcome {user_id}"
+
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE users (id serial PRIMARY KEY, name text)"))
+    with engine.connect() as conn:
+        with pytest.raises(BackendError, match="run `taskmill migrate`"):
+            app.enqueue("welcome", [0], connection=conn.connection.driver_connection)
+        conn.rollback()
+    subprocess.run(
+        [str(Path(sys.executable).parent / "taskmill"), "--url", postgres_url, "migrate"],
+        check=True,
+        capture_output=True,
+    )
+
+    def sign_up(name: str, fail: bool) -> str:  # as in the README, plus a failure
+        with Session(engine) as session, session.begin():
+            user_id = session.execute(
+                sqlalchemy.text("INSERT INTO users (name) VALUES (:name) RETURNING id"),
+                {"name": name},
+            ).scalar_one()
+            driver = session.connection().connection.driver_connection
+            (handle,) = app.enqueue_many([welcome.prepare(user_id)], connection=driver)
+            if fail:
+                raise RuntimeError("the sign-up failed after the enqueue")
+        return handle.id
+
+    with pytest.raises(RuntimeError):
+        sign_up("ann", fail=True)
+    kept = sign_up("bob", fail=False)
+    asyncio.run(Worker(app, burst=True).run())
+    assert app.result(kept, timeout=5) == "welcome 2"
+    with engine.begin() as conn:
+        users = conn.execute(sqlalchemy.text("SELECT id FROM users")).all()
+        with pytest.raises(ConfigError, match="PostgreSQL connection"):
+            App("memory://elsewhere", strict=False).enqueue(
+                "welcome", connection=conn.connection.driver_connection
+            )
+    assert users == [(2,)]  # the first sign-up's id (1) was rolled back
+    backend = app.run(app.backend())
+    assert len(app.run(backend.list_jobs())[0]) == 1  # the failed sign-up left no job
+    app.close()
+    engine.dispose()
+
+
+# -- claims that ignore finished jobs --------------------------------------------------
+
+
+async def claim_buffers(url: str) -> int:
+    """Shared buffers the statements of one claim touched, as auto_explain reports them."""
+    plans: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in (
+            "LOAD 'auto_explain'",
+            "SET auto_explain.log_min_duration = 0",
+            "SET auto_explain.log_analyze = on",
+            "SET auto_explain.log_buffers = on",
+            "SET auto_explain.log_nested_statements = on",
+            "SET client_min_messages = log",
+        ):
+            await conn.execute(setting.encode())
+        params = {"queues": ["default"], "worker": "w", "limit": 10, "now": time.time(),
+                  "lease_until": time.time() + 30}  # fmt: skip
+        cursor = await conn.execute(QUERIES["claim"], params)
+        assert len(await cursor.fetchall()) == 10
+    inner = [plan for plan in plans if "taskmill_claim(" not in plan]  # the function's own
+    assert len(inner) == 3 and not any("Seq Scan on taskmill_jobs" in p for p in inner), inner
+    # Each plan's first figure is its root's: what the whole statement touched.
+    return sum(int((re.findall(r"shared hit=(\d+)", plan) or ["0"])[0]) for plan in inner)
+
+
+async def test_claims_cost_the_same_with_many_finished_jobs(postgres_url: str) -> None:
+    backend = connect(postgres_url)
+    await backend.open()
+    await backend.enqueue([Job("t") for _ in range(100)])
+    before = await claim_buffers(postgres_url)
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO taskmill_jobs (id, task, queue, priority, state, payload, spec, "
+            "max_retries, result_ttl, created_at, run_at, due, finished_at) "
+            "SELECT 'done' || n, 't', 'default', 1, 'succeeded', '\\x7b7d', '{}', 3, 86400, "
+            "0, 0, true, 1 FROM generate_series(1, 200000) AS n"
+        )
+        await conn.execute("ANALYZE taskmill_jobs")
+    after = await claim_buffers(postgres_url)
+    # Not the same to the buffer: updated rows enter indexes one level deeper.
+    assert after <= before * 2 + 20, (before, after)
+    await backend.close()
+
+
+# -- worker processes: one LISTEN connection each, restarts of the server ------------------
+
+
+def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    taskmill = str(Path(sys.executable).parent / "taskmill")
+    command = [taskmill, "worker", "--app", "tests.sample_tasks:app", *extra]
+    return subprocess.Popen(command, env=env, cwd=ROOT)
+
+
+def listeners(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN taskmill' "
+            "AND datname = current_database()"
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def test_an_idle_worker_listens_on_one_connection_and_wakes_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    env = {**os.environ, "TASKMILL_URL": postgres_url}
+    env["TASKMILL_TEST_LOG"] = str(tmp_path / "effects.log")
+    before = listeners(postgres_url)
+    worker = start_worker(env, "--concurrency", "100", "--queues", "a,b,default")
+    try:
+        app = App(postgres_url)
+        app.enqueue_many([sample_tasks.record.prepare(0)])[0].result(timeout=20)  # it is up
+        assert listeners(postgres_url) == before + 1  # not one per slot, nor per queue
+        time.sleep(1.5)  # idle past its first poll
+        started = time.monotonic()
+        (handle,) = app.enqueue_many([sample_tasks.record.prepare(7)])
+        assert handle.result(timeout=5) == 7
+        assert time.monotonic() - started < 0.5  # woken at once, not at its next poll
+        app.close()
+    finally:
+        worker.terminate()
+        assert worker.wait(20) == 0
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of this test's own, that the test may stop and start again."""
+    root = Path(tempfile.mkdtemp(prefix="taskmill-pg-"))
+    cluster = PostgresCluster(root / "cluster")
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+        cluster.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_errors_are_backend_errors_and_the_pool_reconnects(
+    private_postgres: PostgresCluster,
+) -> None:
+    backend = connect(private_postgres.url)
+    await backend.open()
+    try:
+        (job,) = await backend.enqueue([Job(task="t")])
+        private_postgres.stop()
+        with pytest.raises(
+            BackendError,
+            match=f"PostgreSQL postgresql://postgres@127.0.0.1:{private_postgres.port}",
+        ):
+            await backend.get(job.id)
+        private_postgres.start()
+        deadline = time.monotonic() + 20
+        while True:  # each pooled connection fails once, then is replaced
+            try:
+                stored = await backend.get(job.id)
+                break
+            except BackendError:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+        assert stored is not None and stored.state == JobState.PENDING
+        assert [j.id for j in await backend.claim(["default"], "w1", 10, 30.0)] == [job.id]
+    finally:
+        await backend.close()
+
+
+@pytest.mark.slow
+async def test_workers_ride_out_a_restart_of_postgres(
+    private_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = private_postgres.url
+    log = tmp_path / "effects.log"
+    env = {**os.environ, "TASKMILL_URL": url, "TASKMILL_TEST_LOG": str(log)}
+    env |= {"TASKMILL_LEASE": "10", "TASKMILL_HEARTBEAT": "0.5", "TASKMILL_POLL_INTERVAL": "0.2"}
+    app = App(url)
+    count = 10_000
+    handles = await app.aenqueue_many([sample_tasks.record.prepare(n) for n in range(count)])
+    await app.aclose()
+    workers = [start_worker(env, "--concurrency", "16", "--burst") for _ in range(2)]
+    try:
+        while True:  # the workers are other processes: the log is all there is to watch
+            if log.exists() and len(log.read_text().split()) >= count // 5:
+                break
+            await asyncio.sleep(0.05)
+        private_postgres.stop()
+        await asyncio.sleep(1.0)  # the workers see connection errors meanwhile
+        private_postgres.start()
+        for worker in workers:
+            assert worker.wait(120) == 0  # burst: they exit once every job is done
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+    done = Counter(int(line) for line in log.read_text().split())
+    backend = await app.backend()
+    (queue,) = await backend.list_queues()
+    assert set(done) == set(range(count))  # none lost
+    assert queue.counts["succeeded"] == count
+    for handle in handles[::97]:
+        job = await backend.get(handle.id)
+        assert job is not None and job.state == JobState.SUCCEEDED
+    await app.aclose()
