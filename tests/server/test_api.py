@@ -14,7 +14,7 @@ from taskmill import App, Worker
 from taskmill.backends import WorkerInfo
 from tests.server.conftest import created, drain, error, poll
 
-pytestmark = pytest.mark.parametrize("url", ["sqlite", "redis"], indirect=True)
+pytestmark = pytest.mark.parametrize("url", ["sqlite", "redis", "postgres"], indirect=True)
 JOBS = "/api/v1/jobs"
 
 
