@@ -264,6 +264,7 @@ async def test_delayed_job_waits_for_its_time(app: App) -> None:
     def stamp() -> float:
         return time.time()
 
+    await app.backend()  # connected first: a slow first connection would eat the delay
     enqueued = time.time()
     handle = await stamp.options(delay=0.3).aenqueue()
     assert handle.job.state == JobState.SCHEDULED
