@@ -19,9 +19,9 @@ async def connect() -> tuple[Send, SendMany | None, Callable[[], Any]]:
     os.environ["TASKMILL_URL"] = QUEUE_URL
     from taskmill_app import app, noop  # the worker imports it as bench.peers.taskmill_app
 
-    # The sync API, as a user calls it (the backend runs on the app's own loop thread);
-    # connected outside the timing, as the peers' clients are.
-    app.run(app.backend())
+    # The sync API, as a user calls it; connected outside the timing, as the peers' clients
+    # are.
+    app.connect()
 
     def send(enqueued_at: float) -> None:
         noop.enqueue(enqueued_at)

@@ -191,6 +191,12 @@ class App:
         if future is not None and future.done() and not future.exception():
             await future.result().close()
 
+    def connect(self) -> None:
+        """Connect the sync API now (say at start-up), so that a backend that is down fails
+        here and the first enqueue does not pay for connecting."""
+        self._blocking_backend()
+        self.run(self.backend())  # enqueue_many and result() use it
+
     def close(self) -> None:
         """Close the backend used by the sync API and stop its thread."""
         with self._sync_lock:

@@ -303,3 +303,18 @@ async def test_a_server_that_stops_answering_is_an_error_not_a_hang(silent_serve
     finally:
         await client.close()
         await blocking.close()
+
+
+def test_connect_opens_the_sync_api_up_front(redis_server: str) -> None:
+    app = App(fresh_redis(redis_server), strict=False)
+    try:
+        app.connect()
+        kill_clients(redis_server)  # connected: both sides reconnect on their own
+        assert app.get(app.enqueue("t").id).state == JobState.PENDING
+        assert len(app.enqueue_many([{"task": "t"}])) == 1
+    finally:
+        app.close()
+    down = App(f"redis://127.0.0.1:{free_port()}", strict=False)
+    with pytest.raises(BackendError):
+        down.connect()
+    down.close()
