@@ -305,6 +305,7 @@ def main(ctx: click.Context) -> None:
 @click.option("--lease", callback=_duration, help="How long a claim holds a job: 30s, 2m.")
 @click.option("--grace", callback=_duration, help="Time running jobs get to finish on stop.")
 @click.option("--heartbeat", callback=_duration, help="Time between heartbeats.")
+@click.option("--scheduler", is_flag=True, help="Also run a scheduler in this process.")
 @_log_level_option("INFO")
 @pass_config
 def worker(config: _Config, /, queues: dict[str, int], log_level: str, **options: Any) -> None:
@@ -318,7 +319,7 @@ def worker(config: _Config, /, queues: dict[str, int], log_level: str, **options
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    runner = Worker(app, queues, **options)  # concurrency, strict, processes, burst, prefetch
+    runner = Worker(app, queues, **options)  # concurrency, strict, ..., prefetch, scheduler
     _run(app, lambda app, backend: runner.run(install_signals=True))
 
 
@@ -676,3 +677,7 @@ def _demo_summary(jobs: list[Job], elapsed: float, url: str) -> str:
     if counts.get("dead"):
         summary += f"\nThe dead ones wait in the dead-letter queue: taskmill --url {url} dlq list"
     return summary
+
+
+# The scheduler and schedules commands live in a module of their own; importing it adds them.
+from taskmill import cli_schedules  # noqa: E402, F401

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from taskmill.cron import Cron
 from taskmill.errors import ScheduleError
 
+#: The name of the lease the schedulers contend for: its holder leads.
+LEADER = "scheduler"
 #: Job ids a schedule keeps in `recent_jobs`, newest first.
 RECENT_JOBS = 20
 #: Options a schedule may set on its jobs; the id and run time come from the tick.
@@ -65,6 +67,8 @@ class Schedule:
     source: Source = "api"
     #: When it was first stored; the first tick is the first after it.
     created_at: float = 0.0
+    #: When it was last resumed: ticks before it are not fired.
+    resumed_at: float = 0.0
     #: The latest tick fired (UNIX seconds), written by the scheduler only.
     last_tick: float | None = None
     #: Ids of the jobs of the latest ticks, newest first (at most RECENT_JOBS).
@@ -104,7 +108,7 @@ class Schedule:
         creation), at most max(catch_up, grace) seconds old, the newest `limit` of them."""
         if self.paused:
             return []
-        start = self.last_tick if self.last_tick is not None else self.created_at
+        start = max(self.last_tick or 0.0, self.created_at, self.resumed_at)
         oldest = now - max(self.catch_up, grace)
         return self.parsed().ticks(max(start, oldest), now, limit)
 
@@ -123,6 +127,7 @@ class Schedule:
             "paused": self.paused,
             "source": self.source,
             "created_at": self.created_at,
+            "resumed_at": self.resumed_at,
         }
 
     def to_dict(self, now: float | None = None) -> dict[str, Any]:

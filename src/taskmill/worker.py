@@ -28,6 +28,8 @@ from taskmill.errors import (
 )
 from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
 from taskmill.pool import ChildError, ProcessPool, ThreadPool
+from taskmill.schedule import LEADER
+from taskmill.scheduler import Scheduler
 
 log = logging.getLogger("taskmill.worker")
 
@@ -99,6 +101,10 @@ class Worker:
     prefetch: jobs claimed ahead of free slots (default: as many as concurrency), so that
     the next batch is being claimed while this one runs. They are leased like running
     jobs, and handed back at once when the worker stops.
+
+    scheduler: also run a Scheduler in this process (it leads if no other scheduler does).
+    The backend's upkeep (rescuing expired leases, pruning) is the leading scheduler's
+    work; a worker does it only while no scheduler leads, so a deployment without one works.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class Worker:
         processes: int | None = None,
         burst: bool = False,
         prefetch: int | None = None,
+        scheduler: bool = False,
     ) -> None:
         if concurrency < 1 or (prefetch is not None and prefetch < 0):
             raise ValueError("concurrency must be >= 1 and prefetch >= 0")
@@ -136,6 +143,7 @@ class Worker:
         self._closing = False
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        self.scheduler = Scheduler(app) if scheduler else None
         self.info = WorkerInfo(
             id=self.id,
             host=socket.gethostname(),
@@ -163,8 +171,11 @@ class Worker:
         heartbeat = asyncio.create_task(
             self._every(self.settings.heartbeat, self._heartbeat, backend)
         )
-        upkeep = asyncio.create_task(self._every(self.settings.maintain_interval, backend.maintain))
+        upkeep = asyncio.create_task(
+            self._every(self.settings.maintain_interval, self._maintain, backend)
+        )
         flusher = asyncio.create_task(self._flush_loop(backend))
+        scheduling = None if self.scheduler is None else asyncio.create_task(self.scheduler.run())
         log.info(
             "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
         )
@@ -183,6 +194,9 @@ class Worker:
             heartbeat.cancel()
             upkeep.cancel()
             await asyncio.gather(heartbeat, upkeep, return_exceptions=True)
+            if self.scheduler is not None and scheduling is not None:
+                self.scheduler.stop()
+                await asyncio.gather(scheduling, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await backend.unregister_worker(self.id)
             self._threads.shutdown(wait=False)
@@ -363,6 +377,11 @@ class Worker:
                 await step(*args)
             except Exception:
                 log.exception("%s failed; will retry", getattr(step, "__name__", step))
+
+    async def _maintain(self, backend: Backend) -> None:
+        """The backend's upkeep, unless a scheduler leads: it does it then."""
+        if await backend.get_lease(LEADER) is None:
+            await backend.maintain()
 
     async def _heartbeat(self, backend: Backend) -> None:
         self.info.running = len(self._running)
