@@ -46,6 +46,18 @@ class FakeClock:
         self.now += seconds
 
 
+#: Backends that processes share (not memory://): multi-process tests run against each, via
+#: the shared_url fixture.
+SHARED_BACKENDS = ["sqlite", "redis"]
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "redis":
+        return fresh_redis(request.getfixturevalue("redis_server"))
+    return f"sqlite:///{tmp_path / 'shared.db'}"
+
+
 @pytest.fixture(params=BACKENDS)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":

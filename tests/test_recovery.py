@@ -22,16 +22,6 @@ from taskmill import App, JobState
 from taskmill.backends import Outcome
 from taskmill.backends.base import LEASE_EXPIRED
 from tests import sample_tasks
-from tests.conftest import fresh_redis
-
-SHARED_BACKENDS = ["sqlite", "redis"]
-
-
-@pytest.fixture(params=SHARED_BACKENDS)
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return fresh_redis(request.getfixturevalue("redis_server"))
-    return f"sqlite:///{tmp_path / 'shared.db'}"
 
 
 @pytest.fixture
