@@ -174,12 +174,17 @@ class App:
 
         def declare(fn: Callable[..., Any]) -> Task[Any, Any]:
             task = fn if isinstance(fn, Task) else self.task(fn)
-            self.schedules.declare(
-                self.schedules.build(
-                    name or task.name, task.name, cron, tz=tz, args=args, kwargs=kwargs,
-                    catch_up=catch_up, jitter=jitter, source="code", options=options,
-                )
-            )  # fmt: skip
+            try:
+                self.schedules.declare(
+                    self.schedules.build(
+                        name or task.name, task.name, cron, tz=tz, args=args, kwargs=kwargs,
+                        catch_up=catch_up, jitter=jitter, source="code", options=options,
+                    )
+                )  # fmt: skip
+            except BaseException:
+                if task is not fn:  # registered here: a refused declaration leaves no task
+                    del self.tasks[task.name]
+                raise
             return task
 
         return declare
