@@ -12,10 +12,8 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ import pytest
 from taskmill import App, JobState
 from taskmill.backends import Backend, Lease
 from taskmill.schedule import LEADER
+from tests.conftest import effects, start_taskmill
 
 #: The scheduler lease in these tests: a dead leader is replaced within it.
 LEASE = 3.0
@@ -43,29 +42,18 @@ def env(shared_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def start(
     started: list[subprocess.Popen[bytes]], env: dict[str, str], command: str, *extra: str
 ) -> subprocess.Popen[bytes]:
-    taskmill = str(Path(sys.executable).parent / "taskmill")
-    args = [taskmill, command, "--app", "tests.sample_tasks:app", "--log-level", "WARNING"]
-    proc = subprocess.Popen([*args, *extra], env=env, cwd=Path(__file__).parent.parent)
-    started.append(proc)
-    return proc
+    return start_taskmill(started, env, command, "--log-level", "WARNING", *extra)
 
 
-def ticks_run(env: dict[str, str]) -> Counter[int]:
-    path = Path(env["TASKMILL_TEST_LOG"])
-    return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
+def stop_all(started: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running: each stops cleanly."""
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            assert proc.wait(20) == 0
 
 
 async def wait_for_leader(backend: Backend, timeout: float = 30.0) -> Lease:
@@ -100,13 +88,13 @@ def assert_each_second_once(ran: Counter[int]) -> list[int]:
 
 @pytest.mark.slow
 async def test_three_schedulers_fire_each_tick_once_across_a_sigkilled_leader(
-    env: dict[str, str], procs: list[subprocess.Popen[bytes]]
+    env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:
     app = App(env["TASKMILL_URL"])
     # catch_up: ticks due while the lead changes hands are fired late, each once.
     await app.schedules.acreate("every-second", "tick", "* * * * * *", catch_up="20s")
-    schedulers = [start(procs, env, "scheduler") for _ in range(3)]
-    start(procs, env, "worker", "--concurrency", "4")
+    schedulers = [start(workers, env, "scheduler") for _ in range(3)]
+    start(workers, env, "worker", "--concurrency", "4")
     backend = await app.backend()
     leader = await wait_for_leader(backend)
     await asyncio.sleep(13)
@@ -121,7 +109,7 @@ async def test_three_schedulers_fire_each_tick_once_across_a_sigkilled_leader(
     successor = await wait_for_leader(backend)
     assert successor.holder != leader.holder
     created = await drain(app, "every-second")
-    ticks = assert_each_second_once(ticks_run(env))
+    ticks = assert_each_second_once(effects(env))
     assert ticks[-1] - ticks[0] >= 25  # about 30 seconds of ticks
     # The takeover: from the kill to the first job the successor enqueued, and the longest
     # pause between two enqueues over the whole run.
@@ -133,37 +121,32 @@ async def test_three_schedulers_fire_each_tick_once_across_a_sigkilled_leader(
     schedule = await app.schedules.aget("every-second")
     assert schedule.last_tick == ticks[-1]
     assert schedule.recent_jobs[0] == f"schedule:every-second:{ticks[-1]}"
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            assert proc.wait(20) == 0
+    stop_all(workers)
     await app.aclose()
 
 
 @pytest.mark.slow
 async def test_schedules_survive_a_restart_of_every_process(
-    env: dict[str, str], procs: list[subprocess.Popen[bytes]]
+    env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:
     app = App(env["TASKMILL_URL"])
     await app.schedules.acreate("every-second", "tick", "* * * * * *", catch_up="1m")
-    first = [start(procs, env, "worker", "--scheduler"), start(procs, env, "scheduler")]
+    first = [start(workers, env, "worker", "--scheduler"), start(workers, env, "scheduler")]
     await asyncio.sleep(4)
-    for proc in first:
-        proc.terminate()
-        assert proc.wait(20) == 0
+    stop_all(first)
     await app.aclose()  # this process too: nothing of the schedule lives outside the backend
     stopped = time.time()
-    before = ticks_run(env)
+    before = effects(env)
     await asyncio.sleep(2)
 
     app = App(env["TASKMILL_URL"])
     names = [s.name for s in await app.schedules.alist()]
     # The app declares one in code, stored by the first scheduler to start.
     assert names == ["every-second", "tests.sample_tasks.nightly"]
-    start(procs, env, "worker", "--scheduler")
+    start(workers, env, "worker", "--scheduler")
     await asyncio.sleep(4)
     await drain(app, "every-second")
-    ran = ticks_run(env)
+    ran = effects(env)
     ticks = assert_each_second_once(ran)  # the ticks missed while down ran late, once
     assert max(before) < stopped < ticks[-1] and len(ran) > len(before)
     await app.aclose()
