@@ -176,31 +176,23 @@ def schedules_add(
     _echo_schedule(_run(config.load(), work), as_json)
 
 
-def _change(config: _Config, name: str, as_json: bool, paused: bool) -> None:
-    async def work(app: App, backend: Backend) -> Schedule:
-        return await (app.schedules.apause(name) if paused else app.schedules.aresume(name))
+def _pausing(verb: str, paused: bool, summary: str) -> None:
+    """The `schedules pause` or `schedules resume` command."""
 
-    _echo_schedule(_run(config.load(), work), as_json)
+    @schedules.command(verb, help=summary)
+    @_global_options
+    @click.argument("name")
+    @json_option
+    @pass_config
+    def command(config: _Config, name: str, as_json: bool) -> None:
+        async def work(app: App, backend: Backend) -> Schedule:
+            return await app.schedules.aupdate(name, paused=paused)
 
-
-@schedules.command("pause")
-@_global_options
-@click.argument("name")
-@json_option
-@pass_config
-def schedules_pause(config: _Config, name: str, as_json: bool) -> None:
-    """Stop firing a schedule; its ticks while paused are skipped."""
-    _change(config, name, as_json, paused=True)
+        _echo_schedule(_run(config.load(), work), as_json)
 
 
-@schedules.command("resume")
-@_global_options
-@click.argument("name")
-@json_option
-@pass_config
-def schedules_resume(config: _Config, name: str, as_json: bool) -> None:
-    """Fire a paused schedule again, from its next tick."""
-    _change(config, name, as_json, paused=False)
+_pausing("pause", True, "Stop firing a schedule; its ticks while paused are skipped.")
+_pausing("resume", False, "Fire a paused schedule again, from its next tick.")
 
 
 @schedules.command("delete")
