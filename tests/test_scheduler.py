@@ -168,6 +168,7 @@ async def test_schedules_at_run_time(timed: App, clock: FakeClock) -> None:
         ({"tz": "Nowhere/City"}, "time zone"),
         ({"options": {"delay": 5}}, "delay"),
         ({"options": {"priority": "urgent"}}, "priority"),
+        ({"options": {"retry": "sometimes"}}, "retry strategy"),
         ({"kwargs": {"year": 2024}}, "do not fit"),
         ({"catch_up": "-1"}, "duration"),
         ({"name": "no spaces"}, "schedule name"),

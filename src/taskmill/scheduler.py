@@ -94,9 +94,9 @@ class Schedules:
                 catch_up=parse_duration(catch_up), jitter=parse_duration(jitter),
                 paused=paused, source=source, created_at=self.app.clock(),
             )  # fmt: skip
-            known = self.app.tasks.get(task)
-            if known is not None:
-                known.check_arguments(schedule.args, schedule.kwargs)
+            # A job as its ticks will make it: the arguments fit a task the app knows, the
+            # payload is not too large, the retry options are valid.
+            self.app.make_job(task, schedule.args, schedule.kwargs, strict=False, **opts)
         except ScheduleError:
             raise
         except TaskmillError as exc:
