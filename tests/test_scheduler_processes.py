@@ -116,8 +116,11 @@ async def test_three_schedulers_fire_each_tick_once_across_a_sigkilled_leader(
     takeover = min(t for t in created if t > killed_at) - killed_at
     longest = max(b - a for a, b in itertools.pairwise(created))
     print(f"\n{len(ticks)} ticks; takeover {takeover:.2f}s; longest pause {longest:.2f}s")
+    # Within the lease, with half a second for the successor's step on a busy machine. The
+    # longest pause also holds the time from the old leader's last job to the kill: up to a
+    # tick's period.
     assert takeover <= LEASE + 0.5
-    assert longest <= LEASE + 0.5
+    assert longest <= LEASE + 1.0 + 0.5
     schedule = await app.schedules.aget("every-second")
     assert schedule.last_tick == ticks[-1]
     assert schedule.recent_jobs[0] == f"schedule:every-second:{ticks[-1]}"
