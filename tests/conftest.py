@@ -6,8 +6,10 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -45,6 +47,49 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+#: Backends that processes share (not memory://): multi-process tests run against each, via
+#: the shared_url fixture.
+SHARED_BACKENDS = ["sqlite", "redis", "postgres"]
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "redis":
+        return fresh_redis(request.getfixturevalue("redis_server"))
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite:///{tmp_path / 'shared.db'}"
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The `taskmill` subprocesses a test starts (start_taskmill): killed at its end."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def start_taskmill(
+    started: list[subprocess.Popen[bytes]], env: dict[str, str], command: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`taskmill COMMAND --app tests.sample_tasks:app ...` as a subprocess, as a user runs it."""
+    taskmill = str(Path(sys.executable).parent / "taskmill")
+    args = [taskmill, command, "--app", "tests.sample_tasks:app", *extra]
+    proc = subprocess.Popen(args, env=env, cwd=Path(__file__).parent.parent)
+    started.append(proc)
+    return proc
+
+
+def effects(env: dict[str, str]) -> Counter[int]:
+    """The numbers the sample tasks appended to the file TASKMILL_TEST_LOG, counted."""
+    path = Path(env["TASKMILL_TEST_LOG"])
+    return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from taskmill import App
+from taskmill import App, current_job
 
 #: Worker subprocesses load this app; TASKMILL_URL names their backend.
 app = App()
@@ -36,3 +36,18 @@ def record(n: int, hold: float = 0.0) -> int:
 def poison() -> None:
     """Kills the worker that runs it, as a segfaulting extension or an OOM kill would."""
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(name="tick")
+def tick() -> float:
+    """Append the tick of the schedule that enqueued this job to TASKMILL_TEST_LOG."""
+    fired: float = current_job().job.metadata["tick"]
+    with open(os.environ["TASKMILL_TEST_LOG"], "a") as log:
+        log.write(f"{int(fired)}\n")
+    return fired
+
+
+@app.periodic("30 2 * * *", tz="Europe/Paris", queue="reports")
+def nightly() -> str:
+    """A schedule declared in code: each scheduler stores it when it starts."""
+    return "report"

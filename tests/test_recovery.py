@@ -10,10 +10,8 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +20,7 @@ from taskmill import App, JobState
 from taskmill.backends import Outcome
 from taskmill.backends.base import LEASE_EXPIRED
 from tests import sample_tasks
-from tests.conftest import fresh_redis
-
-SHARED_BACKENDS = ["sqlite", "redis", "postgres"]
-
-
-@pytest.fixture(params=SHARED_BACKENDS)
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "redis":
-        return fresh_redis(request.getfixturevalue("redis_server"))
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("postgres_url")
-        return url
-    return f"sqlite:///{tmp_path / 'shared.db'}"
+from tests.conftest import effects, start_taskmill
 
 
 @pytest.fixture
@@ -51,29 +37,10 @@ def env(shared_url: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def workers(env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def start_worker(
     started: list[subprocess.Popen[bytes]], env: dict[str, str], *extra: str
 ) -> subprocess.Popen[bytes]:
-    taskmill = str(Path(sys.executable).parent / "taskmill")
-    command = [taskmill, "worker", "--app", "tests.sample_tasks:app"]
-    proc = subprocess.Popen([*command, *extra], env=env, cwd=Path(__file__).parent.parent)
-    started.append(proc)
-    return proc
-
-
-def effects(env: dict[str, str]) -> Counter[int]:
-    path = Path(env["TASKMILL_TEST_LOG"])
-    return Counter(int(line) for line in path.read_text().split()) if path.exists() else Counter()
+    return start_taskmill(started, env, "worker", *extra)
 
 
 async def wait_for_states(app: App, ids: list[str], state: JobState, timeout: float) -> None:

@@ -46,6 +46,7 @@ from taskmill.job import (
     parse_priority,
 )
 from taskmill.retry import retry_policy
+from taskmill.scheduler import Schedules
 from taskmill.settings import Settings
 
 if TYPE_CHECKING:
@@ -125,6 +126,8 @@ class App:
         self._blocker: Backend | None = None
         self._blocker_known = False
         self._sync_lock = threading.Lock()
+        #: Schedules at run time (stored in the backend) and those declared with periodic().
+        self.schedules = Schedules(self)
 
     # -- registry -------------------------------------------------------------------------
 
@@ -162,6 +165,46 @@ class App:
             return task
 
         return register if fn is None else register(fn)
+
+    def periodic(
+        self,
+        cron: str,
+        /,
+        *,
+        name: str | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        catch_up: float | str = 0.0,
+        jitter: float | str = 0.0,
+        **options: Any,
+    ) -> _PeriodicDecorator:
+        """Enqueue a task at every tick of `cron` (5 fields, or 6 with seconds first, or
+        @hourly, @daily, ...) in the time zone `tz`; see taskmill.cron.
+
+        Decorates a function (registered as a task) or a task. name defaults to the task's;
+        options are the jobs' (queue, priority, max_retries, timeout, ...). The schedule is
+        stored by each scheduler when it starts; `taskmill schedules` manages it after.
+        catch_up: ticks missed while no scheduler ran are fired if at most this old.
+        jitter: each job runs a random 0 to `jitter` seconds after its tick.
+        """
+
+        def declare(fn: Callable[..., Any]) -> Task[Any, Any]:
+            task = fn if isinstance(fn, Task) else self.task(fn)
+            try:
+                self.schedules.declare(
+                    self.schedules.build(
+                        name or task.name, task.name, cron, tz=tz, args=args, kwargs=kwargs,
+                        catch_up=catch_up, jitter=jitter, source="code", options=options,
+                    )
+                )  # fmt: skip
+            except BaseException:
+                if task is not fn:  # registered here: a refused declaration leaves no task
+                    del self.tasks[task.name]
+                raise
+            return task
+
+        return declare
 
     # -- backend per event loop --------------------------------------------------------
 
@@ -246,13 +289,17 @@ class App:
         task: str,
         args: Iterable[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
+        *,
+        strict: bool | None = None,
         **options: Any,
     ) -> Job:
-        """A validated job record, not stored yet; raises a JobError subclass on bad input."""
+        """A validated job record, not stored yet; raises a JobError subclass on bad input.
+
+        strict: refuse a task this app does not know [the app's `strict`]."""
         if not isinstance(task, str) or not task:
             raise JobError("task name must be a non-empty string")
         known = self.tasks.get(task)
-        if known is None and self.strict:
+        if known is None and (self.strict if strict is None else strict):
             raise UnknownTaskError(task, list(self.tasks))
         args, kwargs = list(args), dict(kwargs or {})
         if known is None:
@@ -551,6 +598,15 @@ class BoundTask(Generic[P, R]):
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]:
         return await self.task.app.aenqueue(self.task.name, args, kwargs, **self.opts)
+
+
+class _PeriodicDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Task[P, R], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class _TaskDecorator(Protocol):

@@ -314,6 +314,7 @@ def main(ctx: click.Context) -> None:
     "free port, logged) [env TASKMILL_METRICS_PORT].",
 )
 @click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--scheduler", is_flag=True, help="Also run a scheduler in this process.")
 @_logging_options("INFO")
 @pass_config
 def worker(
@@ -351,7 +352,8 @@ def worker(
         logging.getLogger("taskmill.worker").info(
             "metrics on http://%s:%d/metrics", metrics_host, server.server_port
         )
-    runner = Worker(app, queues, metrics=metrics, **options)  # concurrency, strict, ...
+    # concurrency, strict, ..., prefetch, scheduler
+    runner = Worker(app, queues, metrics=metrics, **options)
     try:
         _run(app, lambda app, backend: runner.run(install_signals=True))
     finally:
@@ -781,3 +783,7 @@ def _demo_summary(jobs: list[Job], elapsed: float, url: str) -> str:
     if counts.get("dead"):
         summary += f"\nThe dead ones wait in the dead-letter queue: taskmill --url {url} dlq list"
     return summary
+
+
+# The scheduler and schedules commands live in a module of their own; importing it adds them.
+from taskmill import cli_schedules  # noqa: E402, F401

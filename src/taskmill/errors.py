@@ -36,6 +36,14 @@ class InvalidArgumentsError(JobError):
     """The arguments do not fit the handler's signature."""
 
 
+class ScheduleError(TaskmillError):
+    """A schedule is invalid (cron expression, time zone, options); nothing was stored."""
+
+
+class ScheduleNotFoundError(TaskmillError):
+    """No schedule has that name."""
+
+
 class JobNotFoundError(TaskmillError):
     """No job has that id (it never existed or was pruned)."""
 

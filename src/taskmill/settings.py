@@ -29,6 +29,8 @@ class Settings:
     maintain_interval: float = 5.0
     #: Longest an idle worker waits before it looks for due jobs again.
     poll_interval: float = 1.0
+    #: Seconds the scheduler leader's lease lasts: a dead leader is replaced within it.
+    scheduler_lease: float = 10.0
 
     def __post_init__(self) -> None:
         if self.max_payload <= 0:
@@ -37,6 +39,8 @@ class Settings:
             raise ConfigError("heartbeat must be > 0 and shorter than the lease")
         if self.grace < 0 or self.maintain_interval <= 0 or self.poll_interval <= 0:
             raise ConfigError("grace must be >= 0; maintain_interval, poll_interval > 0")
+        if self.scheduler_lease <= 0:
+            raise ConfigError("scheduler_lease must be > 0")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

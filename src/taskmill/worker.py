@@ -30,6 +30,8 @@ from taskmill.errors import (
 )
 from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
 from taskmill.pool import ChildError, ProcessPool, ThreadPool
+from taskmill.schedule import LEADER
+from taskmill.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from taskmill.metrics import JobMetrics
@@ -106,6 +108,10 @@ class Worker:
     jobs, and handed back at once when the worker stops.
 
     metrics: where to count the attempts run (see taskmill.metrics); None counts nothing.
+
+    scheduler: also run a Scheduler in this process (it leads if no other scheduler does).
+    The backend's upkeep (rescuing expired leases, pruning) is the leading scheduler's
+    work; a worker does it only while no scheduler leads, so a deployment without one works.
     """
 
     def __init__(
@@ -119,6 +125,7 @@ class Worker:
         burst: bool = False,
         prefetch: int | None = None,
         metrics: JobMetrics | None = None,
+        scheduler: bool = False,
     ) -> None:
         if concurrency < 1 or (prefetch is not None and prefetch < 0):
             raise ValueError("concurrency must be >= 1 and prefetch >= 0")
@@ -146,6 +153,7 @@ class Worker:
         self._closing = False
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        self.scheduler = Scheduler(app) if scheduler else None
         self.info = WorkerInfo(
             id=self.id,
             host=socket.gethostname(),
@@ -181,6 +189,7 @@ class Worker:
             self._every(self.settings.maintain_interval, self._upkeep, backend)
         )
         flusher = asyncio.create_task(self._flush_loop(backend))
+        scheduling = None if self.scheduler is None else asyncio.create_task(self.scheduler.run())
         log.info(
             "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
         )
@@ -199,6 +208,9 @@ class Worker:
             heartbeat.cancel()
             upkeep.cancel()
             await asyncio.gather(heartbeat, upkeep, return_exceptions=True)
+            if self.scheduler is not None and scheduling is not None:
+                self.scheduler.stop()
+                await asyncio.gather(scheduling, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await backend.unregister_worker(self.id)
             self._threads.shutdown(wait=False)
@@ -388,7 +400,10 @@ class Worker:
                 log.exception("%s failed; will retry", getattr(step, "__name__", step))
 
     async def _upkeep(self, backend: Backend) -> None:
-        await backend.maintain()
+        """The backend's upkeep, unless a scheduler leads (it does it then); and the
+        queues' stored weights."""
+        if await backend.get_lease(LEADER) is None:
+            await backend.maintain()
         stored = await backend.queue_settings()
         self.weights = {
             name: stored.get(name, {}).get("weight", given)

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from taskmill.backends import Backend, Outcome, WorkerInfo
+from taskmill.backends import Backend, Lease, Outcome, WorkerInfo
 from taskmill.backends.base import LEASE_EXPIRED
 from taskmill.job import AttemptError, Job, JobState, encode
 from taskmill.retry import RetryPolicy
+from taskmill.schedule import RECENT_JOBS, Schedule
 from tests.conftest import FakeClock
 
 LEASE = 30.0
@@ -455,3 +456,105 @@ async def test_bulk_enqueue_then_claim_everything(backend: Backend, size: int) -
     while batch := await claim(backend, limit=100):
         taken += batch
     assert [j.args for j in taken] == [[i] for i in range(size)]
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+
+def schedule(name: str = "nightly", **fields: Any) -> Schedule:
+    fields.setdefault("options", {"queue": "reports", "priority": 3, "timeout": 60.0})
+    return Schedule(name, "t", "30 2 * * *", "Europe/Paris", [1], {"k": "v"}, **fields)
+
+
+async def test_schedules_are_stored_listed_and_deleted(backend: Backend) -> None:
+    assert await backend.list_schedules() == []
+    assert await backend.get_schedule("nightly") is None
+    first = schedule(catch_up=600.0, jitter=5.0, created_at=123.5)
+    await backend.put_schedule(schedule("b-second", source="code"))
+    await backend.put_schedule(first)
+    got = await backend.get_schedule("nightly")
+    assert got == first
+    assert [s.name for s in await backend.list_schedules()] == ["b-second", "nightly"]
+    assert (await backend.list_schedules())[1] == first
+    assert await backend.delete_schedule("nightly") is True
+    assert await backend.delete_schedule("nightly") is False
+    assert [s.name for s in await backend.list_schedules()] == ["b-second"]
+
+
+async def test_put_schedule_replaces_the_definition_and_keeps_the_state(backend: Backend) -> None:
+    await backend.put_schedule(schedule())
+    assert await backend.record_tick("nightly", 1000.0, "schedule:nightly:1000")
+    await backend.put_schedule(schedule(paused=True, options={"queue": "other"}))
+    got = await backend.get_schedule("nightly")
+    assert got is not None
+    assert (got.paused, got.queue) == (True, "other")
+    assert (got.last_tick, got.recent_jobs) == (1000.0, ["schedule:nightly:1000"])
+    # Deleting drops the state: a schedule made again under the name starts afresh.
+    await backend.delete_schedule("nightly")
+    await backend.put_schedule(schedule())
+    got = await backend.get_schedule("nightly")
+    assert got is not None
+    assert (got.last_tick, got.recent_jobs) == (None, [])
+
+
+async def test_record_tick_only_moves_forward(backend: Backend) -> None:
+    assert not await backend.record_tick("nightly", 1000.0, "j1")  # no such schedule
+    await backend.put_schedule(schedule())
+    assert await backend.record_tick("nightly", 1000.0, "j1")
+    assert not await backend.record_tick("nightly", 1000.0, "j1")  # the same tick again
+    assert not await backend.record_tick("nightly", 999.0, "j0")  # an older one
+    for tick in range(1001, 1001 + RECENT_JOBS):
+        assert await backend.record_tick("nightly", float(tick), f"j{tick}")
+    got = await backend.get_schedule("nightly")
+    assert got is not None
+    assert got.last_tick == 1000.0 + RECENT_JOBS
+    assert got.recent_jobs == [f"j{t}" for t in range(1000 + RECENT_JOBS, 1000, -1)]
+
+
+async def test_record_tick_at_once_from_many_callers_records_each_tick_once(
+    backend: Backend,
+) -> None:
+    await backend.put_schedule(schedule())
+    results = await asyncio.gather(
+        *(backend.record_tick("nightly", 1000.0, "j") for _ in range(10))
+    )
+    assert sorted(results) == [False] * 9 + [True]
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+async def test_a_lease_is_held_renewed_and_taken_over_once_expired(
+    backend: Backend, clock: FakeClock
+) -> None:
+    assert await backend.get_lease("leader") is None
+    assert await backend.acquire_lease("leader", "a", 10.0) == Lease("leader", "a", clock() + 10)
+    taken = await backend.acquire_lease("leader", "b", 10.0)  # held: b learns by whom
+    assert taken == Lease("leader", "a", clock() + 10)
+    clock.advance(6)
+    renewed = await backend.acquire_lease("leader", "a", 10.0)
+    assert renewed == Lease("leader", "a", clock() + 10)
+    clock.advance(9.5)
+    assert (await backend.acquire_lease("leader", "b", 10.0)).holder == "a"  # renewal held
+    assert await backend.get_lease("leader") == renewed
+    clock.advance(0.5)  # expires_at reached: the lease is free
+    assert await backend.get_lease("leader") is None
+    assert await backend.acquire_lease("leader", "b", 3.0) == Lease("leader", "b", clock() + 3)
+    assert (await backend.acquire_lease("leader", "a", 10.0)).holder == "b"
+    assert (await backend.acquire_lease("other", "a", 10.0)).holder == "a"  # names are apart
+
+
+async def test_a_released_lease_is_free_at_once(backend: Backend, clock: FakeClock) -> None:
+    await backend.acquire_lease("leader", "a", 10.0)
+    await backend.release_lease("leader", "b")  # not b's: nothing happens
+    assert (await backend.acquire_lease("leader", "b", 10.0)).holder == "a"
+    await backend.release_lease("leader", "a")
+    assert await backend.get_lease("leader") is None
+    assert (await backend.acquire_lease("leader", "b", 10.0)).holder == "b"
+
+
+async def test_many_contenders_at_once_one_takes_the_lease(backend: Backend) -> None:
+    leases = await asyncio.gather(
+        *(backend.acquire_lease("leader", f"h{i}", 10.0) for i in range(10))
+    )
+    assert len({lease.holder for lease in leases}) == 1

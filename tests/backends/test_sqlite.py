@@ -206,3 +206,22 @@ async def test_concurrent_writes_share_a_commit_and_fail_alone(tmp_path: Path) -
         assert len(jobs) == 20  # the failed write undid only itself
     finally:
         await backend.close()
+
+
+async def test_a_database_of_an_earlier_version_is_migrated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    backend = connect(url)
+    await backend.open()
+    (job,) = await backend.enqueue([Job(task="t")])
+    await backend.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "jobs.db")) as conn, conn:
+        conn.execute("DROP TABLE schedules")  # as the version before schedules left it
+        conn.execute("DROP TABLE leases")
+        conn.execute("DELETE FROM schema_version WHERE version > 2")
+    backend = connect(url)
+    await backend.open()
+    assert await backend.get(job.id) is not None
+    assert await backend.list_schedules() == []
+    assert (await backend.acquire_lease("l", "me", 5.0)).holder == "me"
+    await backend.close()
+    assert [name for _, name in versions(tmp_path / "jobs.db")] == MIGRATIONS

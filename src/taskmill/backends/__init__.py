@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from taskmill.backends.base import Backend, Clock, Outcome, QueueInfo, WorkerInfo
+from taskmill.backends.base import Backend, Clock, Lease, Outcome, QueueInfo, WorkerInfo
 from taskmill.errors import ConfigError
 
-__all__ = ["Backend", "Clock", "Outcome", "QueueInfo", "WorkerInfo", "connect", "connect_blocking"]
+__all__ = [
+    "Backend",
+    "Clock",
+    "Lease",
+    "Outcome",
+    "QueueInfo",
+    "WorkerInfo",
+    "connect",
+    "connect_blocking",
+]
 
 
 def connect(url: str, **options: Any) -> Backend:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskmill.job import AttemptError, Job, JobState
+from taskmill.schedule import Schedule
 
 Clock = Callable[[], float]
 
@@ -105,6 +106,18 @@ class QueueInfo:
             "finished_recently": self.finished_recently,
             "settings": self.settings,
         }
+
+
+@dataclass(slots=True)
+class Lease:
+    """Who holds a named lease, and until when (backend clock)."""
+
+    name: str
+    holder: str
+    expires_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "holder": self.holder, "expires_at": self.expires_at}
 
 
 class Backend(ABC):
@@ -269,6 +282,50 @@ class Backend(ABC):
         task: str | None = None,
     ) -> int:
         """Delete finished jobs in `state` matching the filters. Returns how many."""
+
+    # -- schedules ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def put_schedule(self, schedule: Schedule) -> None:
+        """Create a schedule, or replace the definition of the one of that name: every field
+        of `schedule.definition()`. The state (last_tick, recent_jobs) of an existing one is
+        kept, that of a new one starts empty: only record_tick writes it."""
+
+    @abstractmethod
+    async def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule, its state included, or None."""
+
+    @abstractmethod
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, its state included, sorted by name."""
+
+    @abstractmethod
+    async def delete_schedule(self, name: str) -> bool:
+        """Remove a schedule and its state. True if it existed."""
+
+    @abstractmethod
+    async def record_tick(self, name: str, tick: float, job_id: str) -> bool:
+        """Record that the job `job_id` was enqueued for `tick`, in one atomic step: if the
+        schedule exists and its last_tick is None or earlier than `tick`, last_tick = tick
+        and job_id goes first in recent_jobs (schedule.recorded()). True if it changed;
+        last_tick never moves back."""
+
+    # -- leases (the scheduler's leadership) ------------------------------------------------
+
+    @abstractmethod
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> Lease:
+        """Take or renew the lease `name` for `holder`, in one atomic step: if nobody holds
+        it, its expires_at has passed (<= now), or `holder` holds it, it becomes
+        (holder, now + ttl). Returns the lease as it is afterwards, held by `holder` if it
+        was taken, else by the current holder."""
+
+    @abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give up the lease if `holder` holds it (so another may take it at once)."""
+
+    @abstractmethod
+    async def get_lease(self, name: str) -> Lease | None:
+        """The lease if someone holds it and it has not expired, else None."""
 
     # -- helpers shared by every backend ------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import heapq
 import itertools
@@ -19,12 +20,14 @@ from taskmill.backends.base import (
     WORKER_TTL,
     Backend,
     Clock,
+    Lease,
     Outcome,
     QueueInfo,
     WorkerInfo,
 )
 from taskmill.errors import ConfigError
 from taskmill.job import FINISHED_STATES, WAITING_STATES, AttemptError, Job, JobState, decode
+from taskmill.schedule import Schedule, recorded
 
 
 class _Store:
@@ -45,6 +48,9 @@ class _Store:
         self.expiring: set[str] = set()
         self.workers: dict[str, WorkerInfo] = {}
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event, frozenset[str]]] = []
+        #: Schedule definitions, and their state (last_tick, recent_jobs), by name.
+        self.schedules: dict[str, Schedule] = {}
+        self.leases: dict[str, Lease] = {}
 
     def push(self, job: Job) -> None:
         if job.expires_at is not None:
@@ -424,3 +430,63 @@ class MemoryBackend(Backend):
             for job in jobs:
                 self._store.drop(job.id)
         return len(jobs)
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def put_schedule(self, schedule: Schedule) -> None:
+        with self._lock:
+            old = self._store.schedules.get(schedule.name)
+            state = (None, []) if old is None else (old.last_tick, old.recent_jobs)
+            self._store.schedules[schedule.name] = Schedule.from_stored(
+                copy.deepcopy(schedule.definition()), *state
+            )
+
+    async def get_schedule(self, name: str) -> Schedule | None:
+        with self._lock:
+            found = self._store.schedules.get(name)
+            return None if found is None else _copy_schedule(found)
+
+    async def list_schedules(self) -> list[Schedule]:
+        with self._lock:
+            store = self._store.schedules
+            return [_copy_schedule(store[name]) for name in sorted(store)]
+
+    async def delete_schedule(self, name: str) -> bool:
+        with self._lock:
+            return self._store.schedules.pop(name, None) is not None
+
+    async def record_tick(self, name: str, tick: float, job_id: str) -> bool:
+        with self._lock:
+            found = self._store.schedules.get(name)
+            if found is None or (found.last_tick is not None and found.last_tick >= tick):
+                return False
+            found.last_tick, found.recent_jobs = tick, recorded(found.recent_jobs, job_id)
+            return True
+
+    # -- leases -----------------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, holder: str, ttl: float) -> Lease:
+        now = self.clock()
+        with self._lock:
+            lease = self._store.leases.get(name)
+            if lease is None or lease.expires_at <= now or lease.holder == holder:
+                lease = self._store.leases[name] = Lease(name, holder, now + ttl)
+            return dataclasses.replace(lease)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        with self._lock:
+            lease = self._store.leases.get(name)
+            if lease is not None and lease.holder == holder:
+                del self._store.leases[name]
+
+    async def get_lease(self, name: str) -> Lease | None:
+        now = self.clock()
+        with self._lock:
+            lease = self._store.leases.get(name)
+            return None if lease is None or lease.expires_at <= now else dataclasses.replace(lease)
+
+
+def _copy_schedule(schedule: Schedule) -> Schedule:
+    return Schedule.from_stored(
+        copy.deepcopy(schedule.definition()), schedule.last_tick, schedule.recent_jobs
+    )

@@ -40,6 +40,7 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
+from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
     QUERIES,
     enqueue_on,
@@ -73,7 +74,7 @@ def _where(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
 
 
-class PostgresBackend(Backend):
+class PostgresBackend(PostgresSchedules, Backend):
     """Jobs in PostgreSQL (`postgresql://...`); see the module docstring."""
 
     def __init__(self, url: str, clock: Clock = time.time) -> None:

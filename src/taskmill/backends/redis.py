@@ -55,6 +55,7 @@ from taskmill.backends.base import (
     WorkerInfo,
 )
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
+from taskmill.backends.redis_schedules import RedisSchedules
 from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
@@ -207,7 +208,7 @@ class _Cluster:
             await self._redis.aclose()
 
 
-class RedisBackend(Backend):
+class RedisBackend(RedisSchedules, Backend):
     """Jobs in Redis or Redis Cluster; see the module docstring."""
 
     def __init__(self, url: str, clock: Clock = time.time, *, blocking: bool = False) -> None:

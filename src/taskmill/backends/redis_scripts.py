@@ -1,7 +1,8 @@
 """The Redis backend's Lua scripts: loaded from lua/*.lua, run by SHA in pipelines.
 
 Every per-queue script is common.lua (its key layout and helpers) followed by its own
-file; register.lua runs alone, on the keys shared by every queue.
+file; register.lua and the schedule and lease scripts (tick, lease, release) run alone, on
+keys shared by every queue.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ QUEUE_SCRIPTS = (
     "enqueue", "claim", "finish", "heartbeat", "cancel", "delete", "maintain", "rescue",
     "requeue", "purge", "peek", "stats", "list",
 )  # fmt: skip
-GLOBAL_SCRIPTS = ("register",)
+GLOBAL_SCRIPTS = ("register", "tick", "lease", "release")
 
 #: The suffixes of one queue's keys, in the order of KEYS (see lua/common.lua); the first
 #: is the prefix of its job hashes.

@@ -33,6 +33,7 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
 )
+from taskmill.backends.sqlite_schedules import SQLiteSchedules
 from taskmill.backends.sqlite_watch import watcher
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import (
@@ -235,7 +236,7 @@ def _statements(script: str) -> Iterator[str]:
         yield statement  # trailing comments; a partial statement fails loudly here
 
 
-class SQLiteBackend(Backend):
+class SQLiteBackend(SQLiteSchedules, Backend):
     """Jobs in a SQLite file (`sqlite:///relative.db`, `sqlite:////absolute.db`)."""
 
     # Set on the instance's thread by open(); only that thread uses it.

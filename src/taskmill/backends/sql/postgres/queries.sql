@@ -198,3 +198,46 @@ DELETE FROM taskmill_jobs
 WHERE state = %(state)s
     AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     AND (%(task)s::text IS NULL OR task = %(task)s)
+
+-- name: put_schedule
+INSERT INTO taskmill_schedules (name, definition) VALUES (%(name)s, %(definition)s)
+ON CONFLICT (name) DO UPDATE SET definition = excluded.definition
+
+-- name: get_schedule
+SELECT definition::text, last_tick, recent_jobs::text FROM taskmill_schedules
+WHERE name = %(name)s
+
+-- name: list_schedules
+SELECT definition::text, last_tick, recent_jobs::text FROM taskmill_schedules ORDER BY name
+
+-- name: delete_schedule
+DELETE FROM taskmill_schedules WHERE name = %(name)s
+
+-- name: tick_due
+-- The schedule's recent jobs if `tick` is later than its last one, its row locked until
+-- record_tick's transaction ends.
+SELECT recent_jobs::text FROM taskmill_schedules
+WHERE name = %(name)s AND (last_tick IS NULL OR last_tick < %(tick)s) FOR UPDATE
+
+-- name: record_tick
+UPDATE taskmill_schedules SET last_tick = %(tick)s, recent_jobs = %(recent)s
+WHERE name = %(name)s
+
+-- name: acquire_lease
+-- Taken if free, expired or already ours; either way, the lease as it is afterwards.
+WITH taken AS (
+    INSERT INTO taskmill_leases (name, holder, expires_at)
+    VALUES (%(name)s, %(holder)s, %(until)s)
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+    WHERE taskmill_leases.expires_at <= %(now)s OR taskmill_leases.holder = %(holder)s
+    RETURNING holder, expires_at)
+SELECT holder, expires_at FROM taken
+UNION ALL
+SELECT holder, expires_at FROM taskmill_leases
+WHERE name = %(name)s AND NOT EXISTS (SELECT FROM taken)
+
+-- name: release_lease
+DELETE FROM taskmill_leases WHERE name = %(name)s AND holder = %(holder)s
+
+-- name: get_lease
+SELECT holder, expires_at FROM taskmill_leases WHERE name = %(name)s AND expires_at > %(now)s

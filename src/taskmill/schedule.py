@@ -1,0 +1,158 @@
+"""The schedule record: a cron expression, the job it enqueues, and what it last fired.
+
+Pure: no I/O. Backends store the definition (`definition()`) and keep the state
+(`last_tick`, `recent_jobs`) apart, which only the scheduler writes (`record_tick`), so an
+update from a person never rolls back what the scheduler recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from taskmill.cron import Cron
+from taskmill.errors import ScheduleError
+
+#: The name of the lease the schedulers contend for: its holder leads.
+LEADER = "scheduler"
+#: Job ids a schedule keeps in `recent_jobs`, newest first.
+RECENT_JOBS = 20
+#: Options a schedule may set on its jobs; the id and run time come from the tick.
+JOB_OPTIONS = frozenset(
+    {"queue", "priority", "max_retries", "retry", "retry_delay", "max_retry_delay", "jitter",
+     "timeout", "result_ttl", "ttl", "metadata"}
+)  # fmt: skip
+#: The fields of the state, as opposed to the definition.
+STATE_FIELDS = ("last_tick", "recent_jobs")
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+Source = Literal["code", "api"]
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ScheduleError(f"invalid schedule name {name!r}: 1-200 of letters, digits, _ . : -")
+    return name
+
+
+def tick_job_id(name: str, tick: float) -> str:
+    """The id of the job a schedule enqueues for a tick: the same in every scheduler, so
+    enqueueing a tick twice (two leaders at once) stores one job."""
+    return f"schedule:{name}:{int(tick)}"
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A recurring job: `task` with `args` and `kwargs`, enqueued at every tick of `cron`
+    in the time zone `tz`, with the job options in `options` (queue, priority, ...)."""
+
+    name: str
+    task: str
+    cron: str
+    tz: str = "UTC"
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Ticks missed by more than a takeover's delay (the scheduler lease) are fired when they
+    #: are at most this many seconds old, each once; older ones are skipped. 0: skip them.
+    catch_up: float = 0.0
+    #: Each tick's job runs a random 0 to `jitter` seconds after the tick, to spread load.
+    jitter: float = 0.0
+    paused: bool = False
+    #: "code" for schedules declared with `app.periodic` (stored again by each scheduler
+    #: start), "api" for those made at run time.
+    source: Source = "api"
+    #: When it was first stored; the first tick is the first after it.
+    created_at: float = 0.0
+    #: When it was last resumed: ticks before it are not fired.
+    resumed_at: float = 0.0
+    #: The latest tick fired (UNIX seconds), written by the scheduler only.
+    last_tick: float | None = None
+    #: Ids of the jobs of the latest ticks, newest first (at most RECENT_JOBS).
+    recent_jobs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if not isinstance(self.task, str) or not self.task:
+            raise ScheduleError("a schedule needs a task name")
+        Cron(self.cron, self.tz)  # refuses a bad expression or zone here, not at the tick
+        for label, value in (("catch_up", self.catch_up), ("jitter", self.jitter)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ScheduleError(f"{label} must be a number of seconds >= 0, got {value!r}")
+        unknown = set(self.options) - JOB_OPTIONS
+        if unknown:
+            raise ScheduleError(
+                f"option(s) {', '.join(sorted(unknown))} cannot be set on a schedule's jobs"
+            )
+        if self.source not in ("code", "api"):
+            raise ScheduleError(f"source must be 'code' or 'api', not {self.source!r}")
+
+    @property
+    def queue(self) -> str:
+        return str(self.options.get("queue", "default"))
+
+    def parsed(self) -> Cron:
+        return Cron(self.cron, self.tz)
+
+    def next_tick(self, now: float) -> float | None:
+        """When it fires next, as seen at `now`; None while paused."""
+        if self.paused:
+            return None
+        return self.parsed().next_after(max(now, self.last_tick or 0.0))
+
+    def due_ticks(self, now: float, grace: float, limit: int) -> list[float]:
+        """The ticks to fire at `now`, oldest first: those after the last one fired (or after
+        creation), at most max(catch_up, grace) seconds old, the newest `limit` of them."""
+        if self.paused:
+            return []
+        start = max(self.last_tick or 0.0, self.created_at, self.resumed_at)
+        oldest = now - max(self.catch_up, grace)
+        return self.parsed().ticks(max(start, oldest), now, limit)
+
+    def definition(self) -> dict[str, Any]:
+        """What a person sets: every field but the state."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "cron": self.cron,
+            "tz": self.tz,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "catch_up": self.catch_up,
+            "jitter": self.jitter,
+            "paused": self.paused,
+            "source": self.source,
+            "created_at": self.created_at,
+            "resumed_at": self.resumed_at,
+        }
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """The definition and the state; with `now`, also next_tick as seen then."""
+        out = {**self.definition(), "last_tick": self.last_tick, "recent_jobs": self.recent_jobs}
+        if now is not None:
+            out["next_tick"] = self.next_tick(now)
+        return out
+
+    @classmethod
+    def from_stored(
+        cls,
+        definition: Mapping[str, Any],
+        last_tick: float | None = None,
+        recent_jobs: Sequence[str] = (),
+    ) -> Schedule:
+        """A record from a stored definition and state (definition keys not known to this
+        version are ignored, so an older scheduler can read a newer one's records)."""
+        fields = {k: v for k, v in definition.items() if k in _DEFINITION_FIELDS}
+        return cls(**fields, last_tick=last_tick, recent_jobs=list(recent_jobs))
+
+
+_DEFINITION_FIELDS = frozenset(Schedule.__dataclass_fields__) - set(STATE_FIELDS)
+
+
+def recorded(recent: Sequence[str], job_id: str) -> list[str]:
+    """`recent` with job_id put first, at most RECENT_JOBS long (for backends)."""
+    return [job_id, *(i for i in recent if i != job_id)][:RECENT_JOBS]

@@ -1,0 +1,73 @@
+"""`taskmill schedules ...` in process (the scheduler command runs in
+test_scheduler_processes.py as a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from taskmill.backends import connect
+from taskmill.schedule import LEADER
+from tests.test_cli import ok, run
+
+
+def test_schedules_add_list_show_pause_resume_delete(url: str) -> None:
+    added = ok(
+        "--url", url, "schedules", "add", "nightly", "report.build", "30 2 * * *",
+        "--tz", "Europe/Paris", "--args", "[1]", "--payload", '{"month": "may"}',
+        "--queue", "reports", "--priority", "high", "--max-retries", "2", "--timeout", "5m",
+        "--catch-up", "1h", "--jitter", "30s",
+    )  # fmt: skip
+    assert (added["name"], added["task"], added["cron"], added["tz"]) == (
+        "nightly", "report.build", "30 2 * * *", "Europe/Paris",
+    )  # fmt: skip
+    assert (added["args"], added["kwargs"]) == ([1], {"month": "may"})
+    assert added["options"] == {"queue": "reports", "priority": 2, "max_retries": 2,
+                                "timeout": 300.0}  # fmt: skip
+    assert (added["catch_up"], added["jitter"], added["paused"]) == (3600.0, 30.0, False)
+    assert added["last_tick"] is None and added["next_tick"] > added["created_at"]
+
+    listed = ok("--url", url, "schedules", "list")
+    assert [s["name"] for s in listed] == ["nightly"]
+    assert listed[0]["next_tick"] == added["next_tick"]
+    table = run("--url", url, "schedules", "list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "WHEN", "TASK", "QUEUE", "STATE", "LAST", "NEXT", "JOBS"]
+    assert table[1].split()[:2] == ["nightly", "30"]
+    assert table[-1].startswith("no scheduler leads")
+
+    paused = ok("--url", url, "schedules", "pause", "nightly")
+    assert paused["paused"] is True and paused["next_tick"] is None
+    assert "paused" in run("--url", url, "schedules", "list").stdout
+    assert ok("--url", url, "schedules", "resume", "nightly")["paused"] is False
+    shown = ok("--url", url, "schedules", "show", "nightly")
+    assert (shown["name"], shown["jobs"]) == ("nightly", [])
+    assert "no jobs yet" in run("--url", url, "schedules", "show", "nightly").stdout
+
+    assert ok("--url", url, "schedules", "delete", "nightly") == {"deleted": "nightly"}
+    assert run("--url", url, "schedules", "list").stdout == (
+        "no schedules\nno scheduler leads: run `taskmill scheduler` or "
+        "`taskmill worker --scheduler`\n"
+    )
+
+
+def test_schedules_errors_are_one_line(url: str) -> None:
+    ok("--url", url, "schedules", "add", "s", "t", "@hourly")
+    again = run("--url", url, "schedules", "add", "s", "t", "@daily")
+    assert again.exit_code == 1 and "exists" in again.stderr
+    bad = run("--url", url, "schedules", "add", "b", "t", "* * *")
+    assert bad.exit_code == 1 and "invalid cron expression" in bad.stderr
+    zone = run("--url", url, "schedules", "add", "b", "t", "@daily", "--tz", "Moon/Base")
+    assert zone.exit_code == 1 and "unknown time zone" in zone.stderr
+    for command in ("pause", "resume", "delete", "show"):
+        missing = run("--url", url, "schedules", command, "nope")
+        assert missing.exit_code == 1 and "no schedule 'nope'" in missing.stderr
+
+
+def test_schedules_list_names_the_leader(url: str) -> None:
+    async def lead() -> None:
+        backend = connect(url)
+        await backend.open()
+        await backend.acquire_lease(LEADER, "host:42:abcd", 60.0)
+        await backend.close()
+
+    asyncio.run(lead())
+    assert "leader: host:42:abcd (lease ends in " in run("--url", url, "schedules", "list").stdout
