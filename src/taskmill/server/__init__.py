@@ -107,7 +107,7 @@ def create_app(
     max_body: int = MAX_BODY,
 ) -> FastAPI:
     """The API over `app`. No keys: no authentication (serve it on loopback only)."""
-    from taskmill.server import jobs, queues  # routes import Server from here
+    from taskmill.server import jobs, queues, schedules  # routes import Server from here
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -124,6 +124,7 @@ def create_app(
     errors.install(api)
     api.include_router(jobs.router)
     api.include_router(queues.router)
+    api.include_router(schedules.router)
     api.add_middleware(Guard, keys=dict(api_keys or {}), rate_limit=rate_limit, max_body=max_body)
 
     def openapi() -> dict[str, Any]:

@@ -21,6 +21,8 @@ from taskmill.errors import (
     JobError,
     JobNotFoundError,
     PayloadError,
+    ScheduleError,
+    ScheduleNotFoundError,
     TaskmillError,
     UnknownTaskError,
 )
@@ -35,6 +37,8 @@ STATUS: list[tuple[type[TaskmillError], int, str]] = [
     (PayloadError, 422, "invalid_payload"),
     (JobError, 422, "invalid_job"),
     (JobNotFoundError, 404, "not_found"),
+    (ScheduleNotFoundError, 404, "not_found"),
+    (ScheduleError, 422, "invalid_schedule"),
     (ConfigError, 400, "bad_request"),
     (BackendError, 503, "backend_unavailable"),
 ]
