@@ -26,8 +26,8 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.conftest import free_port, missing
-from tests.server.test_http import ADMIN, APP, READER, Process, wait_for
+from tests.conftest import missing
+from tests.server.test_http import ADMIN, APP, READER, Process, running_server
 
 CHROMIUM = os.environ.get("TASKMILL_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[1] / "artifacts" / "dashboard"
@@ -47,17 +47,12 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "TASKMILL_URL": f"sqlite:///{root / 'taskmill.db'}",
         "TASKMILL_API_KEYS": f"{ADMIN}:admin,{READER}:read",
     }
-    port = free_port()
-    server = Process([*APP, "server", "--port", str(port)], root, env, "server")
     worker = Process([*APP, "worker", "--queues", ",".join(QUEUES)], root, env, "worker")
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{url}/health", server)
-        yield url
+        with running_server(root, env) as url:
+            yield url
     finally:
         assert worker.stop() == 0, worker.log.read_text()
-        assert server.stop() == 0, server.log.read_text()
-    assert "Traceback" not in server.log.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +170,8 @@ def test_pause_and_resume_a_queue(session: Session, base: str) -> None:
     expect(row.locator(".n-pending")).to_have_text("3")
     expect(row.locator(".n-succeeded")).to_have_text("0")
     page.screenshot(path=ARTIFACTS / "queues-paused.png")
-    row.get_by_role("button", name="Resume pausable").click()
+    # Buttons are real buttons: the keyboard works them.
+    row.get_by_role("button", name="Resume pausable").press("Enter")
     expect(row.locator(".state")).to_have_text("active")
     expect(row.locator(".n-succeeded")).to_have_text("3")
     expect(row.locator(".n-pending")).to_have_text("0")
@@ -195,6 +191,11 @@ def test_cancel_a_running_job(session: Session, base: str) -> None:
     page.get_by_role("button", name="Cancel").click()
     expect(status).to_contain_text("cancelled")
     expect(page.get_by_role("button", name="Cancel")).to_be_disabled()
+    # On a phone the page fits the screen's width (wide tables scroll inside their box).
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=ARTIFACTS / "job-phone.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 860})
     # The jobs list, filtered by status, finds it there.
     page.get_by_role("link", name="Jobs", exact=True).click()
     page.get_by_label("Status").select_option("cancelled")
@@ -222,6 +223,7 @@ def test_requeue_from_the_dead_letter_queue(session: Session, base: str) -> None
     page.get_by_role("link", name="Overview", exact=True).click()
     expect(page.locator("#stat-dead")).to_have_text("1")
     expect(page.locator("#stat-pending")).to_have_text("3")
+    page.screenshot(path=ARTIFACTS / "overview-with-jobs.png", full_page=True)
     page.get_by_role("link", name="Dead-letter", exact=True).click()
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Purge all").click()
@@ -232,8 +234,12 @@ def test_requeue_from_the_dead_letter_queue(session: Session, base: str) -> None
         assert client.post("/queues/doomed/resume").status_code == 200
     page.goto(f"{base}/#/jobs/{ids[0]}")
     expect(page.locator("#job-status")).to_contain_text("dead")
-    page.get_by_text("Traceback", exact=True).click()
-    expect(page.locator("details pre")).to_contain_text("PermanentError")
+    # It died twice, before and after its requeue: both attempts are there.
+    attempts = page.locator("section", has_text="Attempts").locator("tbody tr")
+    expect(attempts).to_have_count(2)
+    attempts.last.get_by_text("Traceback", exact=True).click()
+    expect(attempts.last.locator("details pre")).to_contain_text("PermanentError")
+    page.screenshot(path=ARTIFACTS / "dead-job.png", full_page=True)
 
 
 def test_served_files_need_no_key_and_allow_no_other_host(base: str) -> None:

@@ -116,25 +116,28 @@ export const jobs = {
   },
 };
 
+// Every failed (or cancelled) attempt is in job.errors, in order, also those of runs
+// before a requeue, which starts the count again. The latest attempt gets a row of its own
+// when it has no error of its own: no error since it started.
 function attempts(job) {
-  const rows = [];
-  for (let n = 1; n <= job.attempts; n += 1) {
-    const error = job.errors.find((e) => e.attempt === n);
-    const outcome = error
-      ? `<p class="error">${esc(error.error)}</p>` +
-        (error.traceback
-          ? `<details><summary>Traceback</summary><pre>${esc(error.traceback)}</pre></details>`
-          : "")
-      : n === job.attempts
-        ? status(job.status)
-        : "—";
-    const worker = error?.worker ?? (n === job.attempts ? job.worker : null);
+  const rows = job.errors.map(
+    (e) =>
+      `<tr><th scope="row">${e.attempt}</th><td>${time(e.at)}</td><td>${esc(e.worker ?? "—")}</td>` +
+      `<td><p class="error">${esc(e.error)}</p>` +
+      (e.traceback
+        ? `<details><summary>Traceback</summary><pre>${esc(e.traceback)}</pre></details>`
+        : "") +
+      `</td></tr>`,
+  );
+  const latest = job.errors.at(-1);
+  const endedInError = latest && Date.parse(latest.at) >= Date.parse(job.started_at);
+  if (job.attempts > 0 && !endedInError) {
     rows.push(
-      `<tr><th scope="row">${n}</th><td>${error ? time(error.at) : "—"}</td>` +
-        `<td>${esc(worker ?? "—")}</td><td>${outcome}</td></tr>`,
+      `<tr><th scope="row">${job.attempts}</th><td>${time(job.finished_at)}</td>` +
+        `<td>${esc(job.worker ?? "—")}</td><td>${status(job.status)}</td></tr>`,
     );
   }
-  return table("Every attempt", ["Attempt", "Failed at", "Worker", "Outcome"], rows,
+  return table("Every attempt", ["Attempt", "Ended", "Worker", "Outcome"], rows,
     "Not attempted yet.");
 }
 
