@@ -160,6 +160,11 @@ def test_pause_and_resume_a_queue(session: Session, base: str) -> None:
     with api(base) as client:
         assert client.put("/queues/pausable", json={"weight": 2}).status_code == 200
     page = session.open("queues")
+    # The skip link takes the keyboard to the content and leaves the route as it was.
+    page.get_by_role("link", name="Skip to content").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    assert page.url.endswith("#/queues")
     row = queue_row(page, "pausable")
     row.get_by_role("button", name="Pause pausable").click()
     expect(row.locator(".state")).to_have_text("paused")

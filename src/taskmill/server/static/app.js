@@ -153,6 +153,11 @@ main.addEventListener("submit", (event) => {
   }
 });
 
+// The hash is the route, so the skip link moves the focus itself instead of following #main.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 document.getElementById("forget-key").addEventListener("click", (event) => {
   key.forget();
   event.target.hidden = true;
