@@ -22,6 +22,7 @@ $(INSTALLED): pyproject.toml
 RUN := $(BIN)/taskmill --url sqlite:///taskmill.db --app taskmill.examples:app
 run: install
 	@echo "taskmill on sqlite:///taskmill.db: the API server and one worker (Ctrl-C stops both)"
+	@echo "  dashboard  http://127.0.0.1:8000/"
 	@echo "  API        http://127.0.0.1:8000/api/v1/jobs"
 	@echo "  docs       http://127.0.0.1:8000/docs"
 	@echo "  metrics    http://127.0.0.1:8000/metrics (queues)  http://127.0.0.1:9101/metrics (worker)"

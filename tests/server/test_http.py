@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,11 +66,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def server(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+@contextlib.contextmanager
+def running_server(cwd: Path, env: dict[str, str], *options: str) -> Iterator[str]:
+    """`taskmill server` on a free port, once it answers; it must stop cleanly, and its log
+    hold no traceback."""
     port = free_port()
-    args = [*APP, "server", "--port", str(port), "--rate-limit", "20", "--max-body", "4096"]
-    proc = Process(args, tmp_path, env, "server")
+    proc = Process([*APP, "server", "--port", str(port), *options], cwd, env, "server")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{base}/health", proc)
@@ -77,6 +79,12 @@ def server(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     finally:
         assert proc.stop() == 0, proc.log.read_text()
     assert "Traceback" not in proc.log.read_text()
+
+
+@pytest.fixture
+def server(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    with running_server(tmp_path, env, "--rate-limit", "20", "--max-body", "4096") as base:
+        yield base
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -21,7 +21,7 @@ from taskmill.backends import Backend
 from taskmill.errors import UnknownTaskError
 from taskmill.job import DEFAULT_QUEUE, Job, encode
 from taskmill.metrics import JobMetrics
-from taskmill.server import errors
+from taskmill.server import dashboard, errors
 from taskmill.server.guard import Guard, RateLimit, Role
 from taskmill.server.models import JobIn
 
@@ -125,6 +125,7 @@ def create_app(
     api.include_router(jobs.router)
     api.include_router(queues.router)
     api.include_router(schedules.router)
+    dashboard.install(api)
     api.add_middleware(Guard, keys=dict(api_keys or {}), rate_limit=rate_limit, max_body=max_body)
 
     def openapi() -> dict[str, Any]:

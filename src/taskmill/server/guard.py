@@ -13,9 +13,11 @@ from enum import StrEnum
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskmill.errors import ConfigError
+from taskmill.server.dashboard import is_dashboard
 from taskmill.server.errors import error_response
 
-#: Answer without a key: probes must work before anyone has one.
+#: Answer without a key: probes must work before anyone has one, and the dashboard's
+#: static files hold no data (the page asks for a key and sends it on every API call).
 OPEN_PATHS = frozenset({"/health", "/ready"})
 #: Requests that submit jobs: these count against the rate limit.
 SUBMISSIONS = frozenset({"/api/v1/jobs", "/api/v1/jobs/batch"})
@@ -75,7 +77,7 @@ class Guard:
         self.app, self.keys, self.rate_limit, self.max_body = app, keys, rate_limit, max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or _page(scope):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -126,6 +128,11 @@ class Guard:
         message = f"request body over the limit of {self.max_body} bytes"
         details = {"limit": self.max_body}
         await error_response(413, "payload_too_large", message, details)(scope, receive, send)
+
+
+def _page(scope: Scope) -> bool:
+    """A read of the dashboard's static files."""
+    return scope["method"] in SAFE_METHODS and is_dashboard(scope["path"])
 
 
 def _bearer(value: str) -> str | None:
