@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,43 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
-
-TASKMILL = str(Path(sys.executable).with_name("taskmill"))
-APP = ["--app", "taskmill.examples:app"]
-ADMIN, READER = "admin-key-1", "read-key-1"
-
-
-class Process:
-    """A taskmill subprocess, its log in a file; stopped with SIGTERM (SIGKILL if stuck)."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], name: str) -> None:
-        self.log = cwd / f"{name}.log"
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [TASKMILL, *args], cwd=cwd, stdout=out, stderr=out, env=env
-            )
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def wait_for(url: str, proc: Process, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.proc.poll() is None, proc.log.read_text()
-        try:
-            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never answered: {proc.log.read_text()}"
-        time.sleep(0.05)
+from tests.server.conftest import ADMIN, APP, READER, Process, wait_for
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from taskmill.errors import (
     InvalidArgumentsError,
     JobError,
     JobNotFoundError,
+    JobStateError,
     PayloadError,
     TaskmillError,
     UnknownTaskError,
@@ -35,6 +36,7 @@ STATUS: list[tuple[type[TaskmillError], int, str]] = [
     (PayloadError, 422, "invalid_payload"),
     (JobError, 422, "invalid_job"),
     (JobNotFoundError, 404, "not_found"),
+    (JobStateError, 409, "conflict"),
     (ConfigError, 400, "bad_request"),
     (BackendError, 503, "backend_unavailable"),
 ]
@@ -111,6 +113,8 @@ async def _taskmill(request: Request, exc: Exception) -> Response:
     details: dict[str, Any] = {}
     if isinstance(exc, UnknownTaskError):
         details = {"type": exc.name, "known": exc.known}
+    elif isinstance(exc, JobStateError):
+        details = {"status": exc.state}
     return error_response(status, code, str(exc), details)
 
 
