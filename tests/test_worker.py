@@ -464,8 +464,10 @@ async def test_two_workers_keep_to_a_queue_concurrency_limit(app: App) -> None:
 
     await (await app.backend()).configure_queue("capped", {"concurrency": 2})
     handles = await app.aenqueue_many([hold.prepare() for _ in range(12)])
-    async with running(Worker(app, ["capped"], concurrency=4)):
-        async with running(Worker(app, ["capped"], concurrency=4)):
-            for handle in handles:
-                await handle.aresult(20)
+    async with (
+        running(Worker(app, ["capped"], concurrency=4)),
+        running(Worker(app, ["capped"], concurrency=4)),
+    ):
+        for handle in handles:
+            await handle.aresult(20)
     assert most == 2

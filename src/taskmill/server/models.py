@@ -148,7 +148,8 @@ class QueueSettingsIn(_Strict):
         default=None, description="Workers listening to several queues pick this one by weight."
     )
     concurrency: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
-        default=None, description="The most jobs of this queue running at once, across every worker."
+        default=None,
+        description="The most jobs of this queue running at once, across every worker.",
     )
     max_retries: Annotated[int, Field(ge=0, le=10_000)] | None = None
     retry_strategy: Strategy | None = None
