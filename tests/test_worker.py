@@ -450,3 +450,25 @@ async def test_prefetched_jobs_are_cancellable_and_handed_back(app: App) -> None
         job = await handle.arefresh()
         assert job.state == JobState.PENDING
         assert job.attempts == 0
+
+
+async def test_two_workers_keep_to_a_queue_concurrency_limit(app: App) -> None:
+    now, most = 0, 0
+
+    @app.task(name="hold", queue="capped")
+    async def hold() -> None:
+        nonlocal now, most
+        now += 1
+        most = max(most, now)
+        await asyncio.sleep(0.05)
+        now -= 1
+
+    await (await app.backend()).configure_queue("capped", {"concurrency": 2})
+    handles = await app.aenqueue_many([hold.prepare() for _ in range(12)])
+    async with (
+        running(Worker(app, ["capped"], concurrency=4)),
+        running(Worker(app, ["capped"], concurrency=4)),
+    ):
+        for handle in handles:
+            await handle.aresult(20)
+    assert most == 2

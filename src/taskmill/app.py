@@ -32,6 +32,7 @@ from taskmill.errors import (
     JobError,
     JobFailedError,
     JobNotFoundError,
+    JobStateError,
     JobTimeoutError,
     UnknownTaskError,
 )
@@ -412,17 +413,26 @@ class App:
     async def acancel(self, job_id: str) -> Job:
         return _found(job_id, await (await self.backend()).cancel(job_id))
 
+    async def aretry(self, job_id: str) -> Job:
+        """Run a dead job again from a first attempt (its past errors are kept)."""
+        backend = await self.backend()
+        job = await self.aget(job_id)
+        if job.state is not JobState.DEAD or not await backend.requeue(ids=[job_id]):
+            message = f"job {job_id} is {job.state.value}: only dead jobs are retried"
+            raise JobStateError(message, job.state.value)
+        return await self.aget(job_id)
+
+    async def adelete(self, job_id: str) -> None:
+        """Remove a job that is not running (cancel a running one first)."""
+        if not await (await self.backend()).delete(job_id):
+            job = await self.aget(job_id)  # raises if there is none
+            raise JobStateError(f"job {job_id} is running: cancel it first", job.state.value)
+
     async def aresult(self, job_id: str, timeout: float | None = None) -> Any:
         """The job's result once it succeeded; raises JobFailedError if it ended otherwise,
         JobTimeoutError if it is not finished within `timeout` seconds."""
         job = await (await self.backend()).wait_finished(job_id, timeout)
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r}")
-        if job.state == JobState.SUCCEEDED:
-            return job.result
-        if not job.state.finished:
-            raise JobTimeoutError(f"job {job_id} is still {job.state.value} after {timeout}s")
-        raise JobFailedError(job.id, job.state.value, job.error)
+        return settled_result(job_id, job, timeout)
 
     # -- sync API -----------------------------------------------------------------------
 
@@ -494,6 +504,17 @@ class App:
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         return self.run(self.aresult(job_id, timeout))
+
+
+def settled_result(job_id: str, job: Job | None, timeout: float | None) -> Any:
+    """The result of a job waited for up to `timeout` seconds, given its last record; raises
+    as App.aresult documents."""
+    job = _found(job_id, job)
+    if job.state == JobState.SUCCEEDED:
+        return job.result
+    if not job.state.finished:
+        raise JobTimeoutError(f"job {job_id} is still {job.state.value} after {timeout}s")
+    raise JobFailedError(job.id, job.state.value, job.error)
 
 
 def _found(job_id: str, job: Job | None) -> Job:

@@ -48,6 +48,15 @@ class JobNotFoundError(TaskmillError):
     """No job has that id (it never existed or was pruned)."""
 
 
+class JobStateError(TaskmillError):
+    """The job is in a state that does not allow what was asked (retry a job that is not
+    dead, delete a running one)."""
+
+    def __init__(self, message: str, state: str) -> None:
+        self.state = state
+        super().__init__(message)
+
+
 class JobFailedError(TaskmillError):
     """Raised by `result()` when the job ended without a result."""
 

@@ -244,6 +244,10 @@ class Worker:
         # Claim in batches of at least this many while busy: a claim per freed slot would
         # cost a round trip per job.
         batch = max(1, self.capacity // 4)
+        # The last wait returned at once (a job was due), yet the claim after it took none:
+        # the due jobs are held back by their queue's concurrency limit (or another worker
+        # took them). Asking wait() again would return at once again: sleep instead.
+        held_back, loop = False, asyncio.get_running_loop()
         while not self._stopping.is_set():
             self._start_ready()
             want = self.capacity - len(self._running) - len(self._ready)
@@ -269,10 +273,15 @@ class Worker:
                 # A freed slot matters too when a claimed job waits for it, or, in burst
                 # mode, when the finishing job may be the last.
                 self._slot_free.clear()
+                poll, since = self.settings.poll_interval, loop.time()
                 await self._until_stopping(
-                    backend.wait(list(self.weights), self.settings.poll_interval),
-                    *([self._slot_free.wait()] if self.burst or self._ready else []),
+                    asyncio.sleep(poll) if held_back else backend.wait(list(self.weights), poll),
+                    # A job that ends here may free a place under its queue's limit.
+                    *([self._slot_free.wait()] if self.burst or self._ready or held_back else []),
                 )
+                held_back = not held_back and loop.time() - since < poll / 10
+            else:
+                held_back = False
 
     async def _drain(self) -> None:
         """Hand back jobs not started; let running ones finish within the grace period, then

@@ -401,6 +401,32 @@ async def test_queue_settings_are_stored_replaced_and_deleted(backend: Backend) 
     assert await backend.queue_settings() == {}
 
 
+async def test_a_queue_concurrency_limit_holds_across_workers(backend: Backend) -> None:
+    await backend.enqueue([make(queue="capped") for _ in range(6)] + [make() for _ in range(3)])
+    await backend.configure_queue("capped", {"concurrency": 2, "weight": 3})
+    # Workers claiming at once, each asking for more than the limit.
+    claims = [backend.claim(["capped", "default"], f"w{i}", 4, LEASE) for i in range(4)]
+    taken = [job for batch in await asyncio.gather(*claims) for job in batch]
+    capped = [job for job in taken if job.queue == "capped"]
+    assert len(capped) == 2 and sum(job.queue == "default" for job in taken) == 3
+    assert await backend.claim(["capped"], "w9", 4, LEASE) == []
+    # An attempt that ends frees its place; a job handed back does too.
+    assert await backend.finish([ok(capped[0])]) == [True]
+    (third,) = await backend.claim(["capped"], "w9", 4, LEASE)
+    assert third.token is not None
+    back = Outcome(third.id, third.token, JobState.PENDING)
+    assert await backend.finish([back]) == [True]
+    assert [j.id for j in await backend.claim(["capped"], "w9", 4, LEASE)] == [third.id]
+    # Raising the limit takes effect at the next claim; removing it lifts it.
+    await backend.configure_queue("capped", {"concurrency": 3})
+    assert len(await backend.claim(["capped"], "w9", 4, LEASE)) == 1
+    assert await backend.claim(["capped"], "w9", 4, LEASE) == []
+    await backend.configure_queue("capped", {})
+    assert len(await backend.claim(["capped"], "w9", 4, LEASE)) == 2
+    (info,) = [q for q in await backend.list_queues() if q.name == "capped"]
+    assert info.counts["running"] == 5
+
+
 async def test_requeue_and_purge_the_dead_letter_queue(backend: Backend, clock: FakeClock) -> None:
     jobs = [make(task=f"t{i % 2}", queue=f"q{i % 2}", max_retries=0) for i in range(6)]
     await backend.enqueue(jobs)

@@ -1,9 +1,15 @@
-"""An App with a few tasks, its API as an ASGI app, and an httpx client over it."""
+"""An App with a few tasks, its API as an ASGI app, and an httpx client over it; the server
+and workers as subprocesses."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -72,3 +78,43 @@ def error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["code"] == code and isinstance(body["details"], dict)
     assert "Traceback" not in response.text
     return body
+
+
+# -- real processes ------------------------------------------------------------------------
+
+TASKMILL = str(Path(sys.executable).with_name("taskmill"))
+APP = ["--app", "taskmill.examples:app"]
+ADMIN, READER = "admin-key-1", "read-key-1"
+
+
+class Process:
+    """A taskmill subprocess, its log in a file; stopped with SIGTERM (SIGKILL if stuck)."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], name: str) -> None:
+        self.log = cwd / f"{name}.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [TASKMILL, *args], cwd=cwd, stdout=out, stderr=out, env=env
+            )
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def wait_for(url: str, proc: Process, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.proc.poll() is None, proc.log.read_text()
+        try:
+            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} never answered: {proc.log.read_text()}"
+        time.sleep(0.05)

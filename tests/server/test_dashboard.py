@@ -27,7 +27,8 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import missing
-from tests.server.test_http import ADMIN, APP, READER, Process, running_server
+from tests.server.conftest import ADMIN, APP, READER, Process
+from tests.server.test_http import running_server
 
 CHROMIUM = os.environ.get("TASKMILL_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parents[1] / "artifacts" / "dashboard"

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,51 +13,32 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
-
-TASKMILL = str(Path(sys.executable).with_name("taskmill"))
-APP = ["--app", "taskmill.examples:app"]
-ADMIN, READER = "admin-key-1", "read-key-1"
-
-
-class Process:
-    """A taskmill subprocess, its log in a file; stopped with SIGTERM (SIGKILL if stuck)."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], name: str) -> None:
-        self.log = cwd / f"{name}.log"
-        with self.log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [TASKMILL, *args], cwd=cwd, stdout=out, stderr=out, env=env
-            )
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def wait_for(url: str, proc: Process, headers: dict[str, str] | None = None) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.proc.poll() is None, proc.log.read_text()
-        try:
-            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"{url} never answered: {proc.log.read_text()}"
-        time.sleep(0.05)
+from tests.conftest import RedisServer, free_port, fresh_redis
+from tests.server.conftest import ADMIN, APP, READER, Process, wait_for
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The server's backend URL: SQLite unless a test asks for another (`on_every_backend`)."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "redis":
+        return fresh_redis(request.getfixturevalue("redis_server"))
+    if kind == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite:///{tmp_path / 'taskmill.db'}"
+
+
+#: For the tests whose outcome depends on the backend; the others run on SQLite alone,
+#: which keeps the module's wall time modest.
+on_every_backend = pytest.mark.parametrize("store", ["sqlite", "redis", "postgres"], indirect=True)
+
+
+@pytest.fixture
+def env(store: str) -> dict[str, str]:
     return {
         **os.environ,
-        "TASKMILL_URL": f"sqlite:///{tmp_path / 'taskmill.db'}",
+        "TASKMILL_URL": store,
         "TASKMILL_API_KEYS": f"{ADMIN}:admin,{READER}:read",
         "TASKMILL_LOG_LEVEL": "info",
     }
@@ -100,6 +78,7 @@ def by(task: str) -> tuple[tuple[str, str], ...]:
 
 
 @pytest.mark.slow
+@on_every_backend
 def test_jobs_run_by_a_worker_and_the_metrics_count_them(
     server: str, tmp_path: Path, env: dict[str, str]
 ) -> None:
@@ -231,3 +210,29 @@ def test_without_keys_the_server_serves_loopback_only(tmp_path: Path, env: dict[
     finally:
         assert local.stop() == 0
     assert "serving on loopback only, without auth" in local.log.read_text()
+
+
+@pytest.mark.slow
+def test_ready_answers_503_while_the_backend_is_down(tmp_path: Path, env: dict[str, str]) -> None:
+    redis = RedisServer(tmp_path / "redis", free_port(), "--appendonly", "no")
+    redis.start()
+    env["TASKMILL_URL"] = f"redis://127.0.0.1:{redis.port}"
+    port = free_port()
+    proc = Process([*APP, "server", "--port", str(port)], tmp_path, env, "server")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(f"{base}/ready", proc)
+        redis.stop()
+        down = httpx.get(f"{base}/ready", timeout=30)
+        assert down.status_code == 503, down.text
+        assert down.json()["error"] == {
+            "code": "backend_unavailable",
+            "message": "the backend is unavailable; see the server log",
+            "details": {},
+        }
+        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+        redis.start()  # the same port: the server finds its backend again
+        assert httpx.get(f"{base}/ready", timeout=30).status_code == 200
+    finally:
+        redis.stop()
+        assert proc.stop() == 0, proc.log.read_text()

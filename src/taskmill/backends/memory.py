@@ -170,8 +170,18 @@ class MemoryBackend(Backend):
                     break
                 if queue in store.paused:
                     continue
-                heap, later = store.ready.get(queue, []), []
-                while heap and len(taken) < limit:
+                room = limit - len(taken)
+                cap = store.settings.get(queue, {}).get("concurrency")
+                if cap is not None:
+                    # A scan of every job, for limited queues only: this backend is for
+                    # tests and one process, where the jobs are few.
+                    running = sum(
+                        j.state is JobState.RUNNING and j.queue == queue
+                        for j in store.jobs.values()
+                    )
+                    room = min(room, cap - running)
+                heap, later, end = store.ready.get(queue, []), [], len(taken) + room
+                while heap and len(taken) < end:
                     entry = heapq.heappop(heap)
                     job = store.jobs.get(entry[2])
                     if job is None or job.state not in WAITING_STATES or job.queue != queue:

@@ -657,8 +657,12 @@ class RedisBackend(RedisSchedules, Backend):
     async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
         stats = self._keys(queue)[8]
         data = orjson.dumps(dict(settings))
+        # The limit also in a field of its own, which claim.lua reads without decoding JSON.
+        limit = settings.get("concurrency")
+        cap: Op = ("HDEL", stats, "concurrency") if limit is None else (
+            "HSET", stats, "concurrency", int(limit))  # fmt: skip
         await self._exec(
-            [("SADD", QUEUES, queue), ("HSET", stats, "settings", data, "configured", 1)]
+            [("SADD", QUEUES, queue), ("HSET", stats, "settings", data, "configured", 1), cap]
         )
 
     async def queue_settings(self) -> dict[str, dict[str, Any]]:
@@ -670,7 +674,7 @@ class RedisBackend(RedisSchedules, Backend):
         keys = self._keys(queue)
         # One HDEL: atomic. The wake-up lets workers see a queue that may have been paused.
         removed, *_ = await self._exec([
-            ("HDEL", keys[8], "configured", "paused", "settings"),
+            ("HDEL", keys[8], "configured", "paused", "settings", "concurrency"),
             ("LPUSH", keys[9], 1),
             ("LTRIM", keys[9], 0, 15),
         ])  # fmt: skip

@@ -90,6 +90,8 @@ WHERE seq IN (
     SELECT seq FROM jobs WHERE queue = ? AND due = 1 AND state IN {_WAITING} AND run_at <= ?
     ORDER BY priority DESC, seq LIMIT ?)
 RETURNING {_COLUMNS}"""
+# Running jobs of a queue, through the partial index on running jobs: a handful.
+_RUNNING = "SELECT count(*) FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND queue = ?"
 # A queue's next job is due now if one is in the claim index (almost always due), else at
 # the earliest run_at among the rest. The planner would scan the table for the first part.
 _NEXT_RUN_AT = f"""
@@ -193,6 +195,21 @@ def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bo
 def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
     row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
     return None if row is None else _job(row)
+
+
+def _gates(conn: sqlite3.Connection, queues: list[str]) -> tuple[set[str], dict[str, int]]:
+    """Of these queues, the paused ones, and the concurrency limit of those that have one."""
+    sql = (
+        "SELECT name, paused, settings ->> '$.concurrency' FROM queues WHERE name IN "
+        f"({_marks(len(queues))}) AND (paused OR settings ->> '$.concurrency' IS NOT NULL)"
+    )
+    paused, caps = set(), {}
+    for name, is_paused, cap in conn.execute(sql, queues):
+        if is_paused:
+            paused.add(name)
+        elif cap is not None:
+            caps[name] = int(cap)
+    return paused, caps
 
 
 def _paused(conn: sqlite3.Connection, queues: list[str]) -> set[str]:
@@ -494,11 +511,18 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 f"WHERE due = 0 AND state IN {_WAITING} AND run_at <= ? AND queue IN ({marks})",
                 (now, *order),
             )
-            paused = _paused(conn, order)
+            paused, caps = _gates(conn, order)
             rows: list[Any] = []
             for queue in order:
-                if queue not in paused:
-                    params = (worker_id, now, now + lease, queue, now, limit - len(rows))
+                if queue in paused:
+                    continue
+                room = limit - len(rows)
+                if queue in caps:
+                    # The write transaction makes count and claim one step for every process.
+                    (running,) = conn.execute(_RUNNING, (queue,)).fetchone()
+                    room = min(room, caps[queue] - running)
+                if room > 0:
+                    params = (worker_id, now, now + lease, queue, now, room)
                     rows += conn.execute(_CLAIM, params).fetchall()
                     if len(rows) >= limit:
                         break

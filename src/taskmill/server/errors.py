@@ -20,6 +20,7 @@ from taskmill.errors import (
     InvalidArgumentsError,
     JobError,
     JobNotFoundError,
+    JobStateError,
     PayloadError,
     ScheduleError,
     ScheduleNotFoundError,
@@ -39,6 +40,7 @@ STATUS: list[tuple[type[TaskmillError], int, str]] = [
     (JobNotFoundError, 404, "not_found"),
     (ScheduleNotFoundError, 404, "not_found"),
     (ScheduleError, 422, "invalid_schedule"),
+    (JobStateError, 409, "conflict"),
     (ConfigError, 400, "bad_request"),
     (BackendError, 503, "backend_unavailable"),
 ]
@@ -115,6 +117,8 @@ async def _taskmill(request: Request, exc: Exception) -> Response:
     details: dict[str, Any] = {}
     if isinstance(exc, UnknownTaskError):
         details = {"type": exc.name, "known": exc.known}
+    elif isinstance(exc, JobStateError):
+        details = {"status": exc.state}
     return error_response(status, code, str(exc), details)
 
 

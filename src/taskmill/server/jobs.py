@@ -103,22 +103,13 @@ async def cancel_job(job_id: JobId, request: Request) -> Response:
 )
 async def retry_job(job_id: JobId, request: Request) -> Response:
     """Run a dead job again from a first attempt (its past errors are kept)."""
-    server = server_of(request)
-    job = await server.app.aget(job_id)
-    if job.state is not JobState.DEAD or not await (await server.backend()).requeue(ids=[job_id]):
-        raise ApiError(409, f"job {job_id} is {job.state.value}: only dead jobs are retried",
-                       {"status": job.state.value})  # fmt: skip
-    return JSON(job_out(await server.app.aget(job_id)))
+    return JSON(job_out(await server_of(request).app.aretry(job_id)))
 
 
 @router.delete("/jobs/{job_id}", status_code=204, responses=responses(404, 409), tags=["jobs"])
 async def delete_job(job_id: JobId, request: Request) -> Response:
     """Remove a job that is not running (cancel a running one first)."""
-    server = server_of(request)
-    if not await (await server.backend()).delete(job_id):
-        job = await server.app.aget(job_id)  # raises 404 if there is none
-        raise ApiError(409, f"job {job_id} is running: cancel it first",
-                       {"status": job.state.value})  # fmt: skip
+    await server_of(request).app.adelete(job_id)
     return Response(status_code=204)
 
 

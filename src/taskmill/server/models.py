@@ -148,7 +148,8 @@ class QueueSettingsIn(_Strict):
         default=None, description="Workers listening to several queues pick this one by weight."
     )
     concurrency: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
-        default=None, description="The most jobs of this queue one worker runs at once."
+        default=None,
+        description="The most jobs of this queue running at once, across every worker.",
     )
     max_retries: Annotated[int, Field(ge=0, le=10_000)] | None = None
     retry_strategy: Strategy | None = None
@@ -175,6 +176,8 @@ class QueueOut(BaseModel):
     max_retry_delay: float | None
     counts: dict[str, int]
     oldest_pending_age: float | None
+    ready_by_priority: dict[str, int] = Field(description="Jobs due now, per priority.")
+    throughput_per_minute: int = Field(description="Jobs that ended in the last minute.")
 
 
 class QueueStatsOut(BaseModel):
@@ -297,7 +300,13 @@ def queue_out(info: QueueInfo, now: float) -> dict[str, Any]:
         **{name: settings.get(name) for name in _SETTINGS},
         "counts": info.counts,
         "oldest_pending_age": _age(info.oldest_pending, now),
+        "ready_by_priority": _by_priority(info),
+        "throughput_per_minute": info.finished_recently,
     }
+
+
+def _by_priority(info: QueueInfo) -> dict[str, int]:
+    return {str(p): n for p, n in sorted(info.ready_by_priority.items())}
 
 
 _SETTINGS = (
@@ -316,7 +325,7 @@ def queue_stats_out(info: QueueInfo, workers: list[WorkerInfo], now: float) -> d
         "workers": sum(info.name in w.queues for w in workers),
         "throughput_per_minute": info.finished_recently,
         "oldest_pending_age": _age(info.oldest_pending, now),
-        "ready_by_priority": {str(p): n for p, n in sorted(info.ready_by_priority.items())},
+        "ready_by_priority": _by_priority(info),
     }
 
 

@@ -44,7 +44,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIM
   redis.call('ZADD', READY, rank(PREFIX .. id), id)
 end
 
-if redis.call('HGET', STATS, 'paused') == '1' or limit <= 0 then
+-- One read for the gates: paused, and the queue's concurrency limit (its own field, kept
+-- by configure_queue, so that no JSON is decoded here) against its running jobs.
+local gates = redis.call('HMGET', STATS, 'paused', 'concurrency', 'running')
+if gates[2] then
+  limit = math.min(limit, tonumber(gates[2]) - (tonumber(gates[3]) or 0))
+end
+if gates[1] == '1' or limit <= 0 then
   return {1, {}}
 end
 

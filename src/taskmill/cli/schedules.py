@@ -1,4 +1,4 @@
-"""The `taskmill scheduler` command and the `taskmill schedules` group (see cli.py, which
+"""The `taskmill scheduler` command and the `taskmill schedules` group (cli/__init__.py
 imports this module to register them)."""
 
 from __future__ import annotations
@@ -11,36 +11,36 @@ import click
 from taskmill import logs
 from taskmill.app import App
 from taskmill.backends import Backend, Lease
-from taskmill.cli import (
-    _ago,
-    _array,
-    _Config,
-    _cut,
-    _duration,
-    _echo_json,
-    _global_options,
-    _logging_options,
-    _object,
-    _outcome,
-    _print_table,
-    _priority,
-    _queue_name,
-    _run,
+from taskmill.cli import main
+from taskmill.cli.common import (
+    Config,
+    ago,
+    cut,
+    duration,
+    echo_json,
+    global_options,
+    json_array,
+    json_object,
     json_option,
-    main,
+    logging_options,
+    outcome,
     pass_config,
+    print_table,
+    priority,
+    queue_name,
+    run,
 )
 from taskmill.schedule import LEADER, Schedule
 from taskmill.scheduler import Scheduler
 
 
 @main.command()
-@_global_options
-@click.option("--lease", callback=_duration, help="How long the leader's lease lasts: 10s.")
-@_logging_options("INFO")
+@global_options
+@click.option("--lease", callback=duration, help="How long the leader's lease lasts: 10s.")
+@logging_options("INFO")
 @pass_config
 def scheduler(
-    config: _Config, /, lease: float | None, log_level: str, log_format: logs.Format
+    config: Config, /, lease: float | None, log_level: str, log_format: logs.Format
 ) -> None:
     """Fire the schedules stored in the backend (and those the app declares with
     app.periodic), and run the backend's upkeep, while this scheduler leads. Run as many
@@ -48,7 +48,7 @@ def scheduler(
     logs.setup(log_level, log_format)
     app = config.load()
     runner = Scheduler(app, lease=lease)
-    _run(app, lambda app, backend: runner.run(install_signals=True))
+    run(app, lambda app, backend: runner.run(install_signals=True))
 
 
 @main.group()
@@ -59,13 +59,13 @@ def schedules() -> None:
 def _when(moment: float | None, now: float) -> str:
     if moment is None:
         return "-"
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))} ({_ago(moment, now)})"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(moment))} ({ago(moment, now)})"
 
 
 def _echo_schedule(schedule: Schedule, as_json: bool) -> None:
     now = time.time()
     if as_json:
-        _echo_json(schedule.to_dict(now))
+        echo_json(schedule.to_dict(now))
         return
     state = "paused" if schedule.paused else "active"
     click.echo(f"schedule {schedule.name} ({state}): {schedule.cron} {schedule.tz}")
@@ -73,19 +73,19 @@ def _echo_schedule(schedule: Schedule, as_json: bool) -> None:
 
 
 @schedules.command("list")
-@_global_options
+@global_options
 @json_option
 @pass_config
-def schedules_list(config: _Config, as_json: bool) -> None:
+def schedules_list(config: Config, as_json: bool) -> None:
     """Every schedule, with its last and next tick, and the scheduler that leads."""
 
     async def work(app: App, backend: Backend) -> tuple[list[Schedule], Lease | None]:
         return await backend.list_schedules(), await backend.get_lease(LEADER)
 
-    found, leader = _run(config.load(), work)
+    found, leader = run(config.load(), work)
     now = time.time()
     if as_json:
-        _echo_json([schedule.to_dict(now) for schedule in found])
+        echo_json([schedule.to_dict(now) for schedule in found])
         return
     rows = [
         [
@@ -94,64 +94,66 @@ def schedules_list(config: _Config, as_json: bool) -> None:
             s.task,
             s.queue,
             "paused" if s.paused else "active",
-            _ago(s.last_tick, now),
-            _ago(s.next_tick(now), now),
+            ago(s.last_tick, now),
+            ago(s.next_tick(now), now),
             len(s.recent_jobs),
         ]
         for s in found
     ]
     headers = ["NAME", "WHEN", "TASK", "QUEUE", "STATE", "LAST", "NEXT", "JOBS"]
-    _print_table(headers, rows, "no schedules")
+    print_table(headers, rows, "no schedules")
     if leader is None:
         click.echo("no scheduler leads: run `taskmill scheduler` or `taskmill worker --scheduler`")
     else:
-        click.echo(f"leader: {leader.holder} (lease ends {_ago(leader.expires_at, now)})")
+        click.echo(f"leader: {leader.holder} (lease ends {ago(leader.expires_at, now)})")
 
 
 @schedules.command("show")
-@_global_options
+@global_options
 @click.argument("name")
 @json_option
 @pass_config
-def schedules_show(config: _Config, name: str, as_json: bool) -> None:
+def schedules_show(config: Config, name: str, as_json: bool) -> None:
     """One schedule, and the jobs of its latest ticks that are still stored."""
 
     async def work(app: App, backend: Backend) -> dict[str, Any]:
         schedule = await app.schedules.aget(name)
         return {"schedule": schedule, "jobs": await app.schedules.ajobs(name)}
 
-    found = _run(config.load(), work)
+    found = run(config.load(), work)
     schedule, jobs = found["schedule"], found["jobs"]
     if as_json:
-        _echo_json({**schedule.to_dict(time.time()), "jobs": [job.to_dict() for job in jobs]})
+        echo_json({**schedule.to_dict(time.time()), "jobs": [job.to_dict() for job in jobs]})
         return
     _echo_schedule(schedule, False)
     now = time.time()
     click.echo(f"last tick  {_when(schedule.last_tick, now)}")
-    click.echo(f"task       {schedule.task} {_cut(str(schedule.args), 40)} {schedule.kwargs}")
-    rows = [[j.id, j.state.value, _ago(j.created_at, now), _outcome(j, 40)] for j in jobs]
-    _print_table(["JOB", "STATE", "CREATED", "RESULT"], rows, "no jobs yet")
+    click.echo(f"task       {schedule.task} {cut(str(schedule.args), 40)} {schedule.kwargs}")
+    rows = [[j.id, j.state.value, ago(j.created_at, now), outcome(j, 40)] for j in jobs]
+    print_table(["JOB", "STATE", "CREATED", "RESULT"], rows, "no jobs yet")
 
 
 @schedules.command("add")
-@_global_options
+@global_options
 @click.argument("name")
 @click.argument("task")
 @click.argument("cron")
 @click.option("--tz", default="UTC", show_default=True, help="IANA time zone: Europe/Paris.")
-@click.option("--payload", default="{}", callback=_object, help="Keyword arguments: JSON object.")
-@click.option("--args", default="[]", callback=_array, help="Positional arguments: JSON array.")
-@click.option("--queue", callback=_queue_name, help="Queue [default: the task's].")
-@click.option("--priority", callback=_priority, help="low, medium, high, critical, or 0-100.")
+@click.option(
+    "--payload", default="{}", callback=json_object, help="Keyword arguments: JSON object."
+)
+@click.option("--args", default="[]", callback=json_array, help="Positional arguments: JSON array.")
+@click.option("--queue", callback=queue_name, help="Queue [default: the task's].")
+@click.option("--priority", callback=priority, help="low, medium, high, critical, or 0-100.")
 @click.option("--max-retries", type=click.IntRange(min=0), help="Retries after a failure.")
-@click.option("--timeout", callback=_duration, help="Time limit of one attempt.")
-@click.option("--catch-up", default="0", callback=_duration, help="Fire missed ticks this old.")
-@click.option("--jitter", default="0", callback=_duration, help="Delay each job up to this.")
+@click.option("--timeout", callback=duration, help="Time limit of one attempt.")
+@click.option("--catch-up", default="0", callback=duration, help="Fire missed ticks this old.")
+@click.option("--jitter", default="0", callback=duration, help="Delay each job up to this.")
 @click.option("--paused", is_flag=True, help="Store it paused.")
 @json_option
 @pass_config
 def schedules_add(
-    config: _Config,
+    config: Config,
     /,
     name: str,
     task: str,
@@ -175,22 +177,22 @@ def schedules_add(
             jitter=jitter, paused=paused, options=given,
         )  # fmt: skip
 
-    _echo_schedule(_run(config.load(), work), as_json)
+    _echo_schedule(run(config.load(), work), as_json)
 
 
 def _pausing(verb: str, paused: bool, summary: str) -> None:
     """The `schedules pause` or `schedules resume` command."""
 
     @schedules.command(verb, help=summary)
-    @_global_options
+    @global_options
     @click.argument("name")
     @json_option
     @pass_config
-    def command(config: _Config, name: str, as_json: bool) -> None:
+    def command(config: Config, name: str, as_json: bool) -> None:
         async def work(app: App, backend: Backend) -> Schedule:
             return await app.schedules.aupdate(name, paused=paused)
 
-        _echo_schedule(_run(config.load(), work), as_json)
+        _echo_schedule(run(config.load(), work), as_json)
 
 
 _pausing("pause", True, "Stop firing a schedule; its ticks while paused are skipped.")
@@ -198,14 +200,14 @@ _pausing("resume", False, "Fire a paused schedule again, from its next tick.")
 
 
 @schedules.command("delete")
-@_global_options
+@global_options
 @click.argument("name")
 @json_option
 @pass_config
-def schedules_delete(config: _Config, name: str, as_json: bool) -> None:
+def schedules_delete(config: Config, name: str, as_json: bool) -> None:
     """Remove a schedule (one declared in code comes back when a scheduler starts)."""
-    _run(config.load(), lambda app, backend: app.schedules.adelete(name))
+    run(config.load(), lambda app, backend: app.schedules.adelete(name))
     if as_json:
-        _echo_json({"deleted": name})
+        echo_json({"deleted": name})
     else:
         click.echo(f"schedule {name} deleted")
