@@ -11,9 +11,10 @@ Instances are used from one event loop; `App` keeps one per loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,22 @@ from taskmill.job import AttemptError, Job, JobState
 from taskmill.schedule import Schedule
 
 Clock = Callable[[], float]
+
+
+@contextlib.contextmanager
+def cancellable() -> Iterator[None]:
+    """Raise CancelledError if the task was cancelled during the block but nothing raised.
+
+    Some drivers swallow a cancellation that lands while they read a reply (redis-py 8.1's
+    cluster client; psycopg's pool), and return normally: the caller's task would then run
+    on, "cancelling" forever (a worker's upkeep loop never stopped, so the worker never
+    exited). Backends wrap such calls in this."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    yield
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
 
 #: A worker not seen for this long is no longer listed as live.
 WORKER_TTL = 60.0

@@ -39,6 +39,7 @@ from taskmill.backends.base import (
     Outcome,
     QueueInfo,
     WorkerInfo,
+    cancellable,
 )
 from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
@@ -99,7 +100,7 @@ class PostgresBackend(PostgresSchedules, Backend):
     async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
         if self._pool is None:
             raise BackendError(f"PostgreSQL backend {_where(self.url)} is not open")
-        with self._errors():
+        with self._errors(), cancellable():
             async with self._pool.connection() as conn:
                 yield conn
 

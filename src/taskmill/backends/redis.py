@@ -53,6 +53,7 @@ from taskmill.backends.base import (
     Outcome,
     QueueInfo,
     WorkerInfo,
+    cancellable,
 )
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_schedules import RedisSchedules
@@ -89,20 +90,6 @@ def _lseq(now: float) -> int:
     global _last_lseq
     _last_lseq = max(_last_lseq + 1, int(now * 1_000_000))
     return _last_lseq
-
-
-@contextlib.contextmanager
-def _cancellable() -> Iterator[None]:
-    """Raise CancelledError if the task was cancelled during the block but nothing raised.
-
-    redis-py (8.1 at least) sometimes swallows a cancellation that lands while it reads a
-    reply, and returns the reply: the caller's task then runs on, "cancelling" forever
-    (a worker's upkeep loop never stopped, so the worker never exited)."""
-    task = asyncio.current_task()
-    before = task.cancelling() if task is not None else 0
-    yield
-    if task is not None and task.cancelling() > before:
-        raise asyncio.CancelledError
 
 
 def _noscript(result: Any) -> bool:
@@ -191,12 +178,12 @@ class _Cluster:
         pipe = self._redis.pipeline(transaction=False)
         for command in commands:
             pipe.execute_command(*command)
-        with _cancellable():
+        with cancellable():
             results = await pipe.execute(raise_on_error=False)
         return [_raw(r) for r in results]
 
     async def blocking(self, command: Op, seconds: float) -> Any:
-        with _cancellable():
+        with cancellable():
             return await self._redis.execute_command(*command)
 
     async def load(self, sources: Sequence[str]) -> None:
