@@ -58,8 +58,13 @@ class PostgresSchedules:
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> Lease:
         now = self.clock()
         params = {"name": name, "holder": holder, "until": now + ttl, "now": now}
-        ((current, expires_at),) = await self._rows("acquire_lease", params)
-        return Lease(name, current, expires_at)
+        while True:
+            rows = await self._rows("acquire_lease", params)
+            if rows:
+                ((current, expires_at),) = rows
+                return Lease(name, current, expires_at)
+            # A contender inserted the lease after this statement's snapshot was taken: the
+            # insert met its row, yet the read could not see it. The next statement can.
 
     async def release_lease(self, name: str, holder: str) -> None:
         await self._rows("release_lease", {"name": name, "holder": holder})
