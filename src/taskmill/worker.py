@@ -16,7 +16,7 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from taskmill import logs
 from taskmill.app import App, Task
@@ -42,6 +42,7 @@ log = logging.getLogger("taskmill.worker")
 PERMANENT = (PermanentError, PayloadError, InvalidArgumentsError)
 
 StopReason = Literal["cancel", "shutdown"]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -153,6 +154,7 @@ class Worker:
         self._closing = False
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._stop_waiter: asyncio.Future[Any] | None = None
         self.scheduler = Scheduler(app) if scheduler else None
         self.info = WorkerInfo(
             id=self.id,
@@ -205,9 +207,11 @@ class Worker:
             if not flusher.done():
                 flusher.cancel()
                 log.error("could not record outcomes; those jobs will be rescued and rerun")
-            heartbeat.cancel()
-            upkeep.cancel()
-            await asyncio.gather(heartbeat, upkeep, return_exceptions=True)
+            waiters = [heartbeat, upkeep, *filter(None, [self._stop_waiter])]
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+            self._stop_waiter = None
             if self.scheduler is not None and scheduling is not None:
                 self.scheduler.stop()
                 await asyncio.gather(scheduling, return_exceptions=True)
@@ -231,13 +235,18 @@ class Worker:
             weights.pop(i)
         return order
 
-    async def _until_stopping(self, *awaitables: Awaitable[Any]) -> None:
-        """Await the first of `awaitables` to finish, unless stop() comes first."""
-        futures = [asyncio.ensure_future(a) for a in (*awaitables, self._stopping.wait())]
-        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    async def _until_stopping(self, first: Awaitable[T], *others: Awaitable[Any]) -> T | None:
+        """Await the first of the awaitables to finish, unless stop() comes first; the
+        result of `first` if it was that one."""
+        if self._stop_waiter is None:  # one for the worker's life, not one per call
+            self._stop_waiter = asyncio.ensure_future(self._stopping.wait())
+        futures = [asyncio.ensure_future(a) for a in (first, *others)]
+        await asyncio.wait([*futures, self._stop_waiter], return_when=asyncio.FIRST_COMPLETED)
         for future in futures:
             future.cancel()
         await asyncio.gather(*futures, return_exceptions=True)
+        lead = futures[0]
+        return lead.result() if lead.done() and not lead.cancelled() else None
 
     async def _fetch_loop(self, backend: Backend) -> None:
         failures = 0
@@ -257,6 +266,16 @@ class Worker:
                 continue
             try:
                 jobs = await backend.claim(self._order(), self.id, want, self.settings.lease)
+                waited = not jobs
+                if waited:
+                    if self.burst and not self._running and not self._ready:
+                        return
+                    since = loop.time()
+                    jobs = await self._idle(backend, want, held_back)
+                    poll = self.settings.poll_interval
+                    held_back = not jobs and not held_back and loop.time() - since < poll / 10
+                else:
+                    held_back = False
                 failures = 0
             except Exception:
                 failures += 1
@@ -267,21 +286,26 @@ class Worker:
                 assert job.token is not None
                 self._held[job.id] = job.token
                 self._ready[job.id] = job
-            if not jobs:
-                if self.burst and not self._running and not self._ready:
-                    return
-                # A freed slot matters too when a claimed job waits for it, or, in burst
-                # mode, when the finishing job may be the last.
-                self._slot_free.clear()
-                poll, since = self.settings.poll_interval, loop.time()
-                await self._until_stopping(
-                    asyncio.sleep(poll) if held_back else backend.wait(list(self.weights), poll),
-                    # A job that ends here may free a place under its queue's limit.
-                    *([self._slot_free.wait()] if self.burst or self._ready or held_back else []),
-                )
-                held_back = not held_back and loop.time() - since < poll / 10
-            else:
-                held_back = False
+            if waited and jobs:
+                # Someone waits for these: start them before the next claim goes out.
+                self._start_ready()
+                await asyncio.sleep(0)
+
+    async def _idle(self, backend: Backend, want: int, held_back: bool) -> list[Job]:
+        """Nothing was due: wait for a job and claim it as it comes (or sleep, when due jobs
+        are held back), until stop() or a freed slot."""
+        poll = self.settings.poll_interval
+        idle = (
+            asyncio.sleep(poll, list[Job]())
+            if held_back
+            else backend.wait_and_claim(self._order(), self.id, want, self.settings.lease, poll)
+        )
+        # A freed slot matters too when a claimed job waits for it, or, in burst mode, when
+        # the finishing job may be the last; or a job that ends may free a place under its
+        # queue's limit.
+        self._slot_free.clear()
+        freed = [self._slot_free.wait()] if self.burst or self._ready or held_back else []
+        return await self._until_stopping(idle, *freed) or []
 
     async def _drain(self) -> None:
         """Hand back jobs not started; let running ones finish within the grace period, then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -471,6 +472,67 @@ async def test_wait_times_out(backend: Backend) -> None:
     start = loop.time()
     await backend.wait(["default"], 0.1)
     assert loop.time() - start < 5.0
+
+
+async def test_wait_and_claim_takes_a_job_stored_while_waiting(
+    backend: Backend, url: str, clock: FakeClock
+) -> None:
+    from taskmill.backends import connect
+
+    producer = connect(url, clock=clock)
+    await producer.open()
+    try:
+        waiter = asyncio.create_task(backend.wait_and_claim(["default"], "w1", 5, LEASE, 10.0))
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        (job,) = await producer.enqueue([make()])
+        (taken,) = await asyncio.wait_for(waiter, 2.0)
+    finally:
+        await producer.close()
+    assert (taken.id, taken.state, taken.worker, taken.attempts) == (job.id, "running", "w1", 1)
+    stored = await backend.get(job.id)
+    assert stored is not None
+    assert (stored.token, stored.started_at, stored.lease_until) == (
+        taken.token,
+        taken.started_at,
+        taken.lease_until,
+    )
+    assert taken.started_at is not None and taken.started_at >= job.created_at
+    assert await backend.finish([ok(taken)]) == [True]
+
+
+async def test_wait_and_claim_times_out_with_nothing(backend: Backend) -> None:
+    assert await backend.wait_and_claim(["default"], "w1", 5, LEASE, 0.1) == []
+
+
+async def test_a_cancelled_wait_and_claim_leaves_no_job_behind(
+    backend: Backend, url: str, clock: FakeClock
+) -> None:
+    """Cancelled as a job arrives, the waiter either has it, or the job waits unclaimed:
+    never running for nobody."""
+    from taskmill.backends import connect
+
+    producer = connect(url, clock=clock)
+    await producer.open()
+    try:
+        for _ in range(10):
+            waiter = asyncio.create_task(backend.wait_and_claim(["default"], "w1", 5, LEASE, 10.0))
+            await asyncio.sleep(0.02)
+            (job,) = await producer.enqueue([make()])
+            waiter.cancel()
+            taken: list[Job] = []
+            with contextlib.suppress(asyncio.CancelledError):
+                taken = await waiter
+            stored = await backend.get(job.id)
+            assert stored is not None
+            if taken:
+                assert stored.state is JobState.RUNNING and stored.token == taken[0].token
+                assert await backend.finish([ok(taken[0])]) == [True]
+            else:
+                assert (stored.state, stored.attempts) == (JobState.PENDING, 0)
+                await backend.delete(job.id)
+    finally:
+        await producer.close()
 
 
 @pytest.mark.parametrize("size", [1, 250])

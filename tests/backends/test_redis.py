@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from taskmill import App, JobState
+from taskmill.app import _drive
 from taskmill.backends import Outcome, connect
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
@@ -111,6 +112,36 @@ async def test_errors_are_backend_errors_and_the_client_reconnects(
 def test_cluster_urls_are_checked() -> None:
     with pytest.raises(Exception, match="invalid Redis Cluster URL"):
         RedisBackend("redis+cluster://nohost")
+
+
+async def test_a_wait_cancelled_after_its_claim_ran_hands_the_job_back(
+    redis_server: str,
+) -> None:
+    """The claim that rides behind BLPOP runs on the server the moment a job is stored;
+    a waiter cancelled before it reads the reply must not leave that job running for
+    nobody until its lease expires."""
+    url = fresh_redis(redis_server)
+    waiting, producer = RedisBackend(url), RedisBackend(url, blocking=True)
+    await waiting.open()
+    await producer.open()
+    try:
+        for _ in range(3):
+            waiter = asyncio.create_task(waiting.wait_and_claim(["default"], "w1", 5, 30.0, 10.0))
+            await asyncio.sleep(0.05)
+            # Stored from this thread with the event loop held: the server runs the claim
+            # before it answers, and the waiter is cancelled before it can read its reply.
+            (job,) = _drive(producer.enqueue([Job(task="t")]))
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            stored = await waiting.get(job.id)
+            assert stored is not None and (stored.state, stored.attempts) == ("pending", 0)
+            (again,) = await waiting.claim(["default"], "w2", 5, 30.0)
+            assert (again.id, again.attempts) == (job.id, 1)
+            await waiting.delete(job.id)
+    finally:
+        await waiting.close()
+        await producer.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -297,7 +328,7 @@ async def test_a_server_that_stops_answering_is_an_error_not_a_hang(silent_serve
         with pytest.raises(TimeoutError):
             await client.execute([("PING",)])
         with pytest.raises(TimeoutError):
-            await client.blocking(("BLPOP", "k", 0.1), 0.1)
+            await client.blocking([("BLPOP", "k", 0.1)], 0.1)
         with pytest.raises(TimeoutError):
             await blocking.execute([("PING",)])
     finally:

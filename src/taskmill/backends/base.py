@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,6 +208,32 @@ class Backend(ABC):
 
         Returning early without a job is allowed; sleeping the whole timeout while a job
         waits is not (within the backend's notification delay)."""
+
+    async def wait_and_claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
+    ) -> list[Job]:
+        """wait(), then claim(): what an idle worker does. Returns the jobs claimed, or []
+        when none was due within `timeout` (or another worker took it). A backend that
+        can claim as it wakes, with no round trip between, does so."""
+        await self.wait(queues, timeout)
+        return await self.claim_to_the_end(self.claim(queues, worker_id, limit, lease))
+
+    async def claim_to_the_end(self, claim: Coroutine[Any, Any, list[Job]]) -> list[Job]:
+        """Await a claim that a cancellation must not cut short: the jobs it took would be
+        held by nobody until their leases expired. Cancelled, it runs to its end, hands
+        back what it took, and the cancellation goes on."""
+        running = asyncio.ensure_future(claim)
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self.hand_back(await running)
+            raise
+
+    async def hand_back(self, jobs: Sequence[Job]) -> None:
+        """Give claimed jobs back unrun (as finish() with PENDING outcomes)."""
+        if jobs:
+            await self.finish([Outcome(j.id, j.token or "", JobState.PENDING) for j in jobs])
 
     @abstractmethod
     async def heartbeat(

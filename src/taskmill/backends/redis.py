@@ -22,9 +22,15 @@ deleting remove the job first, then its id: an id without a job reads as no job.
 Waiting. An idle worker runs peek.lua (is a job due? when is the next one?) and then
 blocks in BLPOP on the queues' `wake` lists, which every script that makes a job due pushes
 to (capped); peek.lua empties a list when nothing is due, so stale tokens cost nothing.
+On one server, the worker's claim is pipelined behind its BLPOP (wait_and_claim): the
+server runs it as soon as BLPOP returns, so the reply that wakes the worker carries the
+job. A waiter cancelled meanwhile has the server kill its connection, then replays the
+claim (by its nonce) to hand back whatever it took.
 
-Times come from the backend's clock and are passed to scripts: the server's TIME is never
-used, so tests may move time by hand. Connection errors are retried with backoff by the
+Times come from the backend's clock and are passed to scripts, so tests may move time by
+hand. The one exception is that pipelined claim, which may run long after it was sent: it
+reads the server's TIME and shifts it by the offset between the clocks, measured at the
+peek just before. Connection errors are retried with backoff by the
 client, then raised as BackendError; the client reconnects on the next call.
 """
 
@@ -34,7 +40,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -150,6 +156,40 @@ def _raw(reply: Any) -> Any:
     return reply
 
 
+class _Claim:
+    """One call of lua/claim.lua: its nonce, by which a replay finds the jobs it took."""
+
+    def __init__(
+        self,
+        keys: Callable[[str, str], list[str]],
+        queue: str,
+        worker_id: str,
+        limit: int,
+        lease: float,
+    ) -> None:
+        self.queue, self.worker_id, self.limit, self.lease = queue, worker_id, limit, lease
+        self.nonce = os.urandom(8).hex()
+        self.keys = keys(queue, self.nonce)
+        #: The caller's clock minus the server's (see claim.lua's ARGV[6]).
+        self.offset = 0.0
+
+    def op(self, now: float, *, offset: bool = False) -> Op:
+        args = [now, self.limit, self.worker_id, self.lease, self.nonce]
+        return ("script", "claim", self.keys, [*args, self.offset] if offset else args)
+
+    def jobs(self, reply: Sequence[Any]) -> list[Job]:
+        fresh, records, stamp = reply
+        now, jobs = float(stamp), []
+        for i, fields in enumerate(records, start=1):
+            job = _job(self.queue, _pairs(fields))
+            if fresh:  # read before the claim changed it
+                job.state, job.attempts = JobState.RUNNING, job.attempts + 1
+                job.token, job.worker, job.started_at = f"{self.nonce}:{i}", self.worker_id, now
+                job.lease_until, job.cancel_requested = now + self.lease, False
+            jobs.append(job)
+        return jobs
+
+
 class _Cluster:
     """Redis Cluster through redis-py's cluster client, which knows the slots and follows
     MOVED/ASK; it offers what the backend uses of redis_client.Client."""
@@ -182,9 +222,11 @@ class _Cluster:
             results = await pipe.execute(raise_on_error=False)
         return [_raw(r) for r in results]
 
-    async def blocking(self, command: Op, seconds: float) -> Any:
+    async def blocking(self, commands: Sequence[Op], seconds: float) -> list[Any]:
+        # The backend sends a cluster one command at a time (the slots differ).
+        ((command,)) = commands
         with cancellable():
-            return await self._redis.execute_command(*command)
+            return [await self._redis.execute_command(*command)]
 
     async def load(self, sources: Sequence[str]) -> None:
         for source in sources:  # SCRIPT LOAD goes to every primary
@@ -442,68 +484,119 @@ class RedisBackend(RedisSchedules, Backend):
     async def claim(
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float
     ) -> list[Job]:
-        now, taken = self.clock(), list[Job]()
+        taken = list[Job]()
         for queue in dict.fromkeys(queues):
             if len(taken) >= limit:
                 break
-            nonce = os.urandom(8).hex()
-            keys = [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
-            args = [now, limit - len(taken), worker_id, now + lease, nonce]
-            fresh, records = await self._script("claim", keys, args)
-            for i, fields in enumerate(records, start=1):
-                job = _job(queue, _pairs(fields))
-                if fresh:  # read before the claim changed it
-                    job.state, job.attempts = JobState.RUNNING, job.attempts + 1
-                    job.token, job.worker, job.started_at = f"{nonce}:{i}", worker_id, now
-                    job.lease_until, job.cancel_requested = now + lease, False
-                self._queue_of[job.id] = queue
-                taken.append(job)
+            claim = _Claim(self._claim_keys, queue, worker_id, limit - len(taken), lease)
+            taken += await self._take(claim)
         return taken
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        names = list(dict.fromkeys(queues))
+        await self._wait(list(dict.fromkeys(queues)), timeout, None)
+
+    async def wait_and_claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
+    ) -> list[Job]:
+        if self.cluster:  # the wake lists and the claim may be on different nodes
+            return await super().wait_and_claim(queues, worker_id, limit, lease, timeout)
+        # The first queue's claim rides on the wake-up; the worker asks the others next.
+        claim = _Claim(self._claim_keys, queues[0], worker_id, limit, lease)
+        return await self._wait(list(dict.fromkeys(queues)), timeout, claim)
+
+    async def _wait(self, names: list[str], timeout: float, claim: _Claim | None) -> list[Job]:
+        """wait(), and with `claim`, its jobs as the wait ends: run on the blocking
+        connection right behind BLPOP, it takes a job the moment one is stored."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             now = self.clock()
-            ops = [("script", "peek", self._keys(q), [now]) for q in names]
-            upcoming = [float(r) for r in await self._exec(ops) if r]
+            ops: list[Op] = [("script", "peek", self._keys(q), [now]) for q in names]
+            if claim is not None:
+                ops.append(("TIME",))
+            replies = await self._exec(ops)
+            if claim is not None:
+                seconds, micros = replies.pop()
+                # The caller's clock minus the server's, to within half a round trip.
+                claim.offset = (now + self.clock()) / 2 - (int(seconds) + int(micros) / 1e6)
+            upcoming = [float(r) for r in replies if r]
             if any(t <= now for t in upcoming):
-                return
+                return [] if claim is None else await self.claim_to_the_end(self._take(claim))
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return
+                return []
             if upcoming:
                 due_in = min(upcoming) - now
                 if due_in <= CLOCK_CHECK:
                     # The server ends a blocking call only at its next tick (100 ms): a
                     # job due sooner is waited for here.
                     await asyncio.sleep(min(due_in, remaining))
-                    return
+                    return [] if claim is None else await self.claim_to_the_end(self._take(claim))
                 remaining = min(remaining, CLOCK_CHECK)
-            if await self._block([self._keys(q)[-1] for q in names], remaining):
-                return
+            woken, jobs = await self._block([self._keys(q)[-1] for q in names], remaining, claim)
+            if jobs or (woken and claim is None):
+                return jobs
 
-    async def _block(self, keys: list[str], timeout: float) -> bool:
-        """BLPOP on the wake lists; True if woken. A cluster serves one slot per call."""
+    async def _take(self, claim: _Claim) -> list[Job]:
+        return self._claimed(claim, await self._script(*claim.op(self.clock())[1:]))
+
+    def _claimed(self, claim: _Claim, reply: Any) -> list[Job]:
+        jobs = claim.jobs(reply)
+        for job in jobs:
+            self._queue_of[job.id] = claim.queue
+        return jobs
+
+    def _claim_keys(self, queue: str, nonce: str) -> list[str]:
+        return [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
+
+    async def _block(
+        self, keys: list[str], timeout: float, claim: _Claim | None
+    ) -> tuple[bool, list[Job]]:
+        """BLPOP on the wake lists, then `claim` on the same connection as soon as it
+        returns: (woken, the jobs claimed). A cluster serves one slot per call."""
         # BLPOP takes a timeout in seconds, where 0 would mean forever.
         seconds = max(round(timeout, 3), 0.001)
         client = self._redis
         assert not isinstance(client, BlockingClient), "workers wait on an event loop"
         with self._errors():
             if not self.cluster or len(keys) == 1:
-                return await client.blocking(("BLPOP", *keys, seconds), seconds) is not None
+                commands: list[Op] = [("BLPOP", *keys, seconds)]
+                if claim is not None:
+                    op = claim.op(self.clock(), offset=True)
+                    commands.append(("EVALSHA", SCRIPTS["claim"].sha, len(op[2]), *op[2], *op[3]))
+                try:
+                    replies = await client.blocking(commands, seconds)
+                except asyncio.CancelledError:
+                    if claim is not None:
+                        await self._hand_back(claim)
+                    raise
+                if isinstance(replies[0], ReplyError):
+                    raise replies[0]
+                if claim is None:
+                    return replies[0] is not None, []
+                if _noscript(replies[1]):  # a restarted server: the claim did not run
+                    return replies[0] is not None, await self.claim_to_the_end(self._take(claim))
+                if isinstance(replies[1], ReplyError):
+                    raise replies[1]
+                return replies[0] is not None, self._claimed(claim, replies[1])
             calls = [
-                asyncio.ensure_future(client.blocking(("BLPOP", key, seconds), seconds))
+                asyncio.ensure_future(client.blocking([("BLPOP", key, seconds)], seconds))
                 for key in keys
             ]
             try:
                 done, _ = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
-                return any(call.result() is not None for call in done)
+                return any(call.result()[0] is not None for call in done), []
             finally:
                 for call in calls:
                     call.cancel()
                 await asyncio.gather(*calls, return_exceptions=True)
+
+    async def _hand_back(self, claim: _Claim) -> None:
+        """After a cancelled wait: the claim behind it may have run. Replayed with no room
+        for more, it returns the jobs it took, if any, and they go back to their queue."""
+        claim.limit = 0
+        with contextlib.suppress(BackendError):
+            await self.hand_back(await self._take(claim))
 
     async def heartbeat(
         self,

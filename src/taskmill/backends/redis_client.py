@@ -99,6 +99,8 @@ class _Connection(asyncio.Protocol):
             collections.deque()
         )
         self.lost: BaseException | None = None
+        #: The server's id of this connection (blocking connections only).
+        self.id = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A TCP transport (uvloop's is not a subclass of asyncio.Transport, but is one).
@@ -176,19 +178,24 @@ class Client(_Commands):
         self._idle_blocking: list[_Connection] = []
         self._closed = False
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, *, blocking: bool = False) -> _Connection:
         loop = asyncio.get_running_loop()
         server = self._server
+        # A blocking connection learns its id, for CLIENT KILL when its caller gives up.
+        setup = [*server.setup, ("CLIENT", "ID")] if blocking else server.setup
         async with asyncio.timeout(self._timeout):
             _, conn = await loop.create_connection(
                 _Connection, server.host, server.port, ssl=server.ssl
             )
-            if server.setup:
+            if setup:
                 try:
-                    _raise_errors(await conn.send(server.setup))
+                    replies = await conn.send(setup)
+                    _raise_errors(replies)
                 except BaseException:
                     conn.close()
                     raise
+                if blocking:
+                    conn.id = replies[-1]
         return conn
 
     async def _connection(self) -> _Connection:
@@ -227,23 +234,32 @@ class Client(_Commands):
                 await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("unreachable")
 
-    async def blocking(self, command: Command, seconds: float) -> Any:
-        """Run a command that blocks up to `seconds` on the server, on a connection of its
-        own. A caller cancelled meanwhile closes that connection, so the server forgets the
-        command at once; no answer in time (a server gone without a word) is a TimeoutError."""
+    async def blocking(self, commands: Sequence[Command], seconds: float) -> list[Any]:
+        """Run a pipeline whose first command blocks up to `seconds` on the server, on a
+        connection of its own: the commands after it run as soon as it returns, with no
+        round trip between. A caller cancelled meanwhile closes that connection and has the
+        server kill it: by the time the cancellation is raised, the commands after the
+        blocking one have run or never will. No answer in time (a server gone without a
+        word) is a TimeoutError. Error replies come back as ReplyError objects."""
         conn = self._idle_blocking.pop() if self._idle_blocking else None
         if conn is None or conn.lost is not None:
-            conn = await self._connect()
+            conn = await self._connect(blocking=True)
         try:
             async with asyncio.timeout(seconds + self._timeout):
-                (reply,) = await conn.send([command])
+                replies = await conn.send(commands)
+        except asyncio.CancelledError:
+            conn.close()
+            # Closing alone leaves the server to notice in its own time, and a command
+            # queued behind the blocking one could still run meanwhile. Once the kill is
+            # answered, whatever ran has run and nothing more will.
+            with contextlib.suppress(OSError):
+                await self.execute([("CLIENT", "KILL", "ID", conn.id)])
+            raise
         except BaseException:
             conn.close()
             raise
         self._idle_blocking.append(conn)
-        if isinstance(reply, ReplyError):
-            raise reply
-        return reply
+        return replies
 
     async def close(self) -> None:
         self._closed = True

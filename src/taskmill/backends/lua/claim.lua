@@ -7,12 +7,22 @@
 -- ARGV[1] -> now
 -- ARGV[2] -> limit
 -- ARGV[3] -> worker id
--- ARGV[4] -> lease_until (now + lease)
+-- ARGV[4] -> lease (seconds)
 -- ARGV[5] -> nonce: random per call; the token of the i-th job taken is nonce .. ':' .. i
--- Returns {fresh, records}: the records taken (HGETALL each), in order; fresh = 1 when they
--- were read before this claim changed them (the caller applies the claim: state running,
--- attempts + 1, token, worker, started, lease), 0 when a retry replays an earlier call.
+-- ARGV[6] -> optional: the caller's clock minus the server's. Given when the call was
+--            queued behind a blocking wait, so ARGV[1] may be stale by the time it runs:
+--            now is then the server's clock in the caller's terms (never before ARGV[1]).
+-- Returns {fresh, records, now}: the records taken (HGETALL each), in order; fresh = 1 when
+-- they were read before this claim changed them (the caller applies the claim: state
+-- running, attempts + 1, token, worker, started = now, lease = now + lease), 0 when a retry
+-- replays an earlier call.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if ARGV[6] then
+  local time = redis.call('TIME')
+  now = math.max(now, tonumber(time[1]) + tonumber(time[2]) / 1e6 + tonumber(ARGV[6]))
+end
+local stamp = num(now)
+local lease_until = num(now + tonumber(ARGV[4]))
 local TAKEN = KEYS[11]
 
 if redis.call('EXISTS', TAKEN) == 1 then
@@ -23,12 +33,12 @@ if redis.call('EXISTS', TAKEN) == 1 then
       out[#out + 1] = redis.call('HGETALL', key)
     end
   end
-  return {0, out}
+  return {0, out, stamp}
 end
 -- Bounded, so that one call never holds the server long; the rest goes next time.
 local BATCH = 1000
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', ARGV[1], 'LIMIT', 0, BATCH)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', stamp, 'LIMIT', 0, BATCH)) do
   local key = PREFIX .. id
   local state = redis.call('HGET', key, 'state')
   redis.call('ZREM', EXPIRING, id)
@@ -39,7 +49,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', ARGV[1], 'LIMI
   end
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIMIT', 0, BATCH)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', stamp, 'LIMIT', 0, BATCH)) do
   redis.call('ZREM', SCHEDULED, id)
   redis.call('ZADD', READY, rank(PREFIX .. id), id)
 end
@@ -51,7 +61,7 @@ if gates[2] then
   limit = math.min(limit, tonumber(gates[2]) - (tonumber(gates[3]) or 0))
 end
 if gates[1] == '1' or limit <= 0 then
-  return {1, {}}
+  return {1, {}, stamp}
 end
 
 local out, ids, leases, expiring, from = {}, {}, {}, {}, {}
@@ -70,10 +80,10 @@ for i = 1, #popped, 2 do
   from[state] = (from[state] or 0) + 1
   if expires then expiring[#expiring + 1] = id end
   redis.call('HSET', key, 'state', 'running', 'attempts', (tonumber(attempts) or 0) + 1,
-    'token', ARGV[5] .. ':' .. ((i + 1) / 2), 'worker', ARGV[3], 'started', ARGV[1],
-    'lease', ARGV[4], 'cancel', 0)
+    'token', ARGV[5] .. ':' .. ((i + 1) / 2), 'worker', ARGV[3], 'started', stamp,
+    'lease', lease_until, 'cancel', 0)
   ids[#ids + 1] = id
-  push(leases, ARGV[4], id)
+  push(leases, lease_until, id)
   out[#out + 1] = record
 end
 if #ids > 0 then
@@ -84,4 +94,4 @@ if #ids > 0 then
   for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, -n) end
   redis.call('HINCRBY', STATS, 'running', #ids)
 end
-return {1, out}
+return {1, out, stamp}

@@ -12,8 +12,8 @@
 --                                       settings (JSON), fin:<second> (jobs that ended
 --                                       succeeded or dead in that second; kept 60 s)
 --   KEYS[10] -> taskmill:{q}:wake       list: wake-up tokens that idle workers BLPOP
--- Times come from the caller's clock as ARGV strings and are stored as given: Lua prints
--- numbers with 14 digits, which would round them.
+-- Times come from the caller's clock as ARGV strings and are stored as given, or through
+-- num(): Lua prints numbers with 14 digits, which would round them.
 local PREFIX, READY, SCHEDULED, LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local EXPIRING, DONE, DEAD, ALL, STATS, WAKE = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 -- Keep in step with backends/redis.py.
@@ -89,7 +89,7 @@ end
 -- A job reached a finished state: dead jobs are kept, the others pruned after result_ttl.
 -- Those that succeeded or died count towards the queue's throughput.
 local function finished(id, key, state, now)
-  redis.call('HSET', key, 'finished', ARGV[1])
+  redis.call('HSET', key, 'finished', num(now))
   if state == 'succeeded' or state == 'dead' then
     redis.call('HINCRBY', STATS, 'fin:' .. math.floor(now), 1)
   end
