@@ -316,11 +316,13 @@ def test_create_pause_resume_and_delete_a_schedule(session: Session, base: str) 
     link.click()
     expect(page.locator("#job-status")).to_contain_text("succeeded")
     expect(section(page, "Result")).to_contain_text('"tick"')
-    page.get_by_role("link", name="Schedules", exact=True).click()
+    # Deleted from its own page: back to the list, which says so.
+    page.go_back()
     page.once("dialog", lambda dialog: dialog.accept())
-    row.get_by_role("button", name="Delete every-second").click()
+    page.get_by_role("button", name="Delete every-second").click()
     expect(page.locator("#notice")).to_have_text("Schedule every-second deleted.")
     expect(page.get_by_text("No schedule yet.")).to_be_visible()
+    assert page.url.endswith("#/schedules")
     with api(base) as client:
         assert client.get("/schedules/every-second").status_code == 404
         # The jobs it made stay.

@@ -84,6 +84,14 @@ function show() {
   poll();
 }
 
+// After a delete that leaves the page: pushState changes the route without a hashchange,
+// whose handler would clear the notice the action is about to give.
+function leave(hash) {
+  if (location.hash === hash) return;
+  history.pushState(null, "", hash);
+  show();
+}
+
 const ACTIONS = {
   pause: (d) => api(`/queues/${encodeURIComponent(d.queue)}/pause`, { method: "POST" })
     .then(() => `Queue ${d.queue} paused.`),
@@ -101,7 +109,7 @@ const ACTIONS = {
   delete: async (d) => {
     if (!confirm(`Delete job ${d.job} for good?`)) return null;
     await api(`/jobs/${encodeURIComponent(d.job)}`, { method: "DELETE" });
-    location.hash = "#/jobs";
+    leave("#/jobs");
     return `Job ${d.job} deleted.`;
   },
   "requeue-selected": async () => {
@@ -124,7 +132,7 @@ const ACTIONS = {
   "delete-schedule": async (d) => {
     if (!confirm(`Delete schedule ${d.schedule}? The jobs it made are kept.`)) return null;
     await api(`/schedules/${encodeURIComponent(d.schedule)}`, { method: "DELETE" });
-    location.hash = "#/schedules";
+    leave("#/schedules");
     return `Schedule ${d.schedule} deleted.`;
   },
   purge: async () => {
