@@ -17,18 +17,19 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # The API server and a worker over the example tasks, on SQLite; Ctrl-C stops both. The
-# worker also promotes delayed jobs as they come due (claims take due jobs first) and
-# rescues jobs of lost workers.
+# worker runs a scheduler too (--scheduler), or the schedules made in the dashboard or the
+# API would never fire; as the leader it also rescues the jobs of lost workers and prunes
+# old ones. Delayed jobs need no loop: claims take due jobs first.
 RUN := $(BIN)/taskmill --url sqlite:///taskmill.db --app taskmill.examples:app
 run: install
-	@echo "taskmill on sqlite:///taskmill.db: the API server and one worker (Ctrl-C stops both)"
+	@echo "taskmill on sqlite:///taskmill.db: the API server and one worker with a scheduler (Ctrl-C stops both)"
 	@echo "  dashboard  http://127.0.0.1:8000/"
 	@echo "  API        http://127.0.0.1:8000/api/v1/jobs"
 	@echo "  docs       http://127.0.0.1:8000/docs"
 	@echo "  metrics    http://127.0.0.1:8000/metrics (queues)  http://127.0.0.1:9101/metrics (worker)"
 	@echo "  try        curl -X POST localhost:8000/api/v1/jobs -d '{\"type\": \"echo\", \"payload\": {\"message\": \"hi\"}}'"
 	@trap 'kill -TERM $$server $$worker 2>/dev/null; wait' INT TERM; \
-	$(RUN) worker --metrics-port 9101 & worker=$$!; \
+	$(RUN) worker --scheduler --metrics-port 9101 & worker=$$!; \
 	$(RUN) server --port 8000 & server=$$!; \
 	wait -n; kill -TERM $$server $$worker 2>/dev/null; wait
 

@@ -1,5 +1,6 @@
 """The dashboard in a real headless Chromium (Debian's), against a real `taskmill server`
-and worker: keys, queues, jobs and the dead-letter queue, seen and steered from the page.
+and worker: keys, queues, jobs, the dead-letter queue and schedules, seen and steered from
+the page.
 
 Each test saves a screenshot under tests/artifacts/dashboard/ (ignored by git). Every
 request the page makes is recorded, and each test checks that all went to the server.
@@ -8,6 +9,7 @@ request the page makes is recorded, and each test checks that all went to the se
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,14 +43,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One server and one worker for the module's tests, on SQLite, with two keys."""
+    """One server and one worker (with a scheduler in it, for the schedules made on the
+    page) for the module's tests, on SQLite, with two keys."""
     root = tmp_path_factory.mktemp("dashboard")
     env = {
         **os.environ,
         "TASKMILL_URL": f"sqlite:///{root / 'taskmill.db'}",
         "TASKMILL_API_KEYS": f"{ADMIN}:admin,{READER}:read",
     }
-    worker = Process([*APP, "worker", "--queues", ",".join(QUEUES)], root, env, "worker")
+    args = [*APP, "worker", "--queues", ",".join(QUEUES), "--scheduler"]
+    worker = Process(args, root, env, "worker")
     try:
         with running_server(root, env) as url:
             yield url
@@ -130,6 +134,10 @@ def submit(base: str, jobs: list[dict[str, Any]]) -> list[str]:
 
 def queue_row(page: Page, name: str) -> Locator:
     return page.locator(f'tr[data-queue="{name}"]')
+
+
+def section(page: Page, heading: str) -> Locator:
+    return page.locator("section").filter(has=page.get_by_role("heading", name=heading))
 
 
 def test_the_page_asks_for_a_key_and_sends_it_on_every_call(session: Session, base: str) -> None:
@@ -246,6 +254,79 @@ def test_requeue_from_the_dead_letter_queue(session: Session, base: str) -> None
     attempts.last.get_by_text("Traceback", exact=True).click()
     expect(attempts.last.locator("details pre")).to_contain_text("PermanentError")
     page.screenshot(path=ARTIFACTS / "dead-job.png", full_page=True)
+
+
+def test_create_pause_resume_and_delete_a_schedule(session: Session, base: str) -> None:
+    page = session.open("schedules")
+    form = page.locator("#schedule-form")
+    form.get_by_label("Name").fill("every-second")
+    form.get_by_label("Cron").fill("61 * * * *")
+    form.get_by_label("Task").fill("echo")
+    form.get_by_label("Payload (JSON)").fill('{"message": "tick"}')
+    form.get_by_label("Queue").fill("default")
+    # The API refuses a bad cron expression, and the form says why in the API's words.
+    form.get_by_role("button", name="Create schedule").click()
+    expect(form.get_by_role("alert")).to_contain_text("Not created: minute 61")
+    page.screenshot(path=ARTIFACTS / "schedules-refused.png")
+    expect(page.get_by_text("No schedule yet.")).to_be_visible()
+    # A payload that is not JSON is caught before any request is sent.
+    form.get_by_label("Payload (JSON)").fill("{message: tick}")
+    form.get_by_role("button", name="Create schedule").click()
+    expect(form.get_by_role("alert")).to_contain_text("Not created: the payload is not JSON")
+    creates = [r for r in session.requests if r.method == "POST" and "/schedules" in r.url]
+    assert len(creates) == 1
+    form.get_by_label("Payload (JSON)").fill('{"message": "tick"}')
+    # Six fields: every second. The keyboard submits the form.
+    form.get_by_label("Cron").fill("* * * * * *")
+    form.get_by_label("Cron").press("Enter")
+    expect(page.locator("#notice")).to_have_text("Schedule every-second created.")
+    expect(form.get_by_role("alert")).to_be_hidden()
+    expect(form.get_by_label("Name")).to_have_value("")
+    row = page.locator('tr[data-schedule="every-second"]')
+    expect(row.locator(".state")).to_have_text("active")
+    expect(row.locator(".next time")).to_have_attribute("datetime", re.compile(r"^\d{4}-"))
+    # The worker's scheduler fires it: the last fire shows up.
+    expect(row.locator(".last time")).to_be_visible()
+    row.get_by_role("button", name="Pause every-second").click()
+    expect(row.locator(".state")).to_have_text("paused")
+    expect(row.locator(".next")).to_have_text("—")
+    expect(page.locator("#notice")).to_have_text("Schedule every-second paused.")
+    row.get_by_role("button", name="Resume every-second").press("Enter")
+    expect(row.locator(".state")).to_have_text("active")
+    expect(row.locator(".next time")).to_be_visible()
+    page.screenshot(path=ARTIFACTS / "schedules.png", full_page=True)
+    # On a phone the page, form included, fits the screen's width.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=ARTIFACTS / "schedules-phone.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 860})
+    # Its page: the jobs it produced, each a link to the job's page.
+    row.get_by_role("link", name="every-second").click()
+    expect(page.get_by_role("heading", name="every-second")).to_be_visible()
+    expect(page.locator("#schedule-state")).to_have_text("active")
+    produced = section(page, "Jobs").locator("tbody tr")
+    expect(produced.first).to_contain_text("succeeded")
+    page.screenshot(path=ARTIFACTS / "schedule.png", full_page=True)
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=ARTIFACTS / "schedule-dark.png", full_page=True)
+    page.emulate_media(color_scheme="light")
+    link = produced.first.get_by_role("link")
+    job_id = link.inner_text()
+    assert job_id.startswith("schedule:every-second:")
+    link.click()
+    expect(page.locator("#job-status")).to_contain_text("succeeded")
+    expect(section(page, "Result")).to_contain_text('"tick"')
+    # Deleted from its own page: back to the list, which says so.
+    page.go_back()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete every-second").click()
+    expect(page.locator("#notice")).to_have_text("Schedule every-second deleted.")
+    expect(page.get_by_text("No schedule yet.")).to_be_visible()
+    assert page.url.endswith("#/schedules")
+    with api(base) as client:
+        assert client.get("/schedules/every-second").status_code == 404
+        # The jobs it made stay.
+        assert client.get(f"/jobs/{job_id}").status_code == 200
 
 
 def test_served_files_need_no_key_and_allow_no_other_host(base: str) -> None:

@@ -3,7 +3,7 @@
 import { api, ApiError, key } from "./api.js";
 import { esc } from "./html.js";
 import { overview } from "./overview.js";
-import { dlq, job, jobs, queues, schedules, workers } from "./pages.js";
+import { dlq, job, jobs, queues, schedule, schedules, workers } from "./pages.js";
 
 // Short polling: every page reads a few small documents, and SSE would hold a connection
 // (and a backend reader) per open tab.
@@ -24,6 +24,9 @@ function route() {
   const params = Object.fromEntries(new URLSearchParams(search ?? ""));
   const [name, id] = path.split("/").map(decodeURIComponent);
   if (name === "jobs" && id) return { page: job, params: { ...params, id }, nav: "jobs" };
+  if (name === "schedules" && id) {
+    return { page: schedule, params: { ...params, name: id }, nav: "schedules" };
+  }
   return { page: PAGES[name] ?? overview, params, nav: name in PAGES ? name : "" };
 }
 
@@ -81,6 +84,14 @@ function show() {
   poll();
 }
 
+// After a delete that leaves the page: pushState changes the route without a hashchange,
+// whose handler would clear the notice the action is about to give.
+function leave(hash) {
+  if (location.hash === hash) return;
+  history.pushState(null, "", hash);
+  show();
+}
+
 const ACTIONS = {
   pause: (d) => api(`/queues/${encodeURIComponent(d.queue)}/pause`, { method: "POST" })
     .then(() => `Queue ${d.queue} paused.`),
@@ -98,7 +109,7 @@ const ACTIONS = {
   delete: async (d) => {
     if (!confirm(`Delete job ${d.job} for good?`)) return null;
     await api(`/jobs/${encodeURIComponent(d.job)}`, { method: "DELETE" });
-    location.hash = "#/jobs";
+    leave("#/jobs");
     return `Job ${d.job} deleted.`;
   },
   "requeue-selected": async () => {
@@ -111,6 +122,18 @@ const ACTIONS = {
     const { count } = await api("/dlq/requeue", { method: "POST", body: { all: true } });
     selected.clear();
     return `${count} job(s) requeued.`;
+  },
+  "pause-schedule": (d) =>
+    api(`/schedules/${encodeURIComponent(d.schedule)}/pause`, { method: "POST" })
+      .then(() => `Schedule ${d.schedule} paused.`),
+  "resume-schedule": (d) =>
+    api(`/schedules/${encodeURIComponent(d.schedule)}/resume`, { method: "POST" })
+      .then(() => `Schedule ${d.schedule} resumed.`),
+  "delete-schedule": async (d) => {
+    if (!confirm(`Delete schedule ${d.schedule}? The jobs it made are kept.`)) return null;
+    await api(`/schedules/${encodeURIComponent(d.schedule)}`, { method: "DELETE" });
+    leave("#/schedules");
+    return `Schedule ${d.schedule} deleted.`;
   },
   purge: async () => {
     if (!confirm("Delete every dead job for good?")) return null;
@@ -142,10 +165,48 @@ main.addEventListener("change", (event) => {
   else selected.delete(id);
 });
 
+// The API's message names what it refused (a bad cron, an unknown zone or task...); it
+// stays by the form, in its alert, until the next try.
+async function createSchedule(form, data) {
+  const alert = document.getElementById("schedule-error");
+  const submit = form.querySelector('button[type="submit"]');
+  const refuse = (why) => {
+    alert.textContent = `Not created: ${why}`;
+    alert.hidden = false;
+  };
+  let payload;
+  try {
+    payload = JSON.parse(data.payload.trim() || "{}");
+  } catch (error) {
+    refuse(`the payload is not JSON (${error.message}).`);
+    return;
+  }
+  const body = {
+    name: data.name.trim(), cron: data.cron.trim(), type: data.type.trim(), payload,
+    tz: data.tz.trim() || "UTC",
+  };
+  if (data.queue.trim()) body.options = { queue: data.queue.trim() };
+  submit.disabled = true;
+  try {
+    await api("/schedules", { method: "POST", body });
+  } catch (error) {
+    refuse(failure(error));
+    return;
+  } finally {
+    submit.disabled = false;
+  }
+  alert.hidden = true;
+  form.reset();
+  say(`Schedule ${body.name} created.`);
+  poll();
+}
+
 main.addEventListener("submit", (event) => {
   event.preventDefault();
   const data = Object.fromEntries(new FormData(event.target));
-  if (event.target.id === "job-search") {
+  if (event.target.id === "schedule-form") {
+    createSchedule(event.target, data);
+  } else if (event.target.id === "job-search") {
     location.hash = `#/jobs/${encodeURIComponent(data.id.trim())}`;
   } else {
     const kept = Object.entries(data).filter(([, v]) => v.trim());

@@ -27,6 +27,12 @@ export function time(iso) {
   return `<time datetime="${esc(iso)}" title="${esc(iso)}">${esc(local)}</time>`;
 }
 
+// The API gives a schedule's times as UNIX seconds (a job's as ISO strings); time() takes
+// the ISO form.
+export function unix(seconds) {
+  return seconds == null ? null : new Date(seconds * 1000).toISOString();
+}
+
 export function json(value) {
   return `<pre class="json">${esc(JSON.stringify(value, null, 2))}</pre>`;
 }

@@ -3,7 +3,7 @@
 // Buttons carry data-action and the ids they act on; app.js runs them.
 
 import { api } from "./api.js";
-import { duration, esc, json, query, since, status, time } from "./html.js";
+import { duration, esc, json, query, since, status, time, unix } from "./html.js";
 
 const STATES = [
   "pending", "scheduled", "running", "retrying", "succeeded", "dead", "cancelled", "expired",
@@ -220,9 +220,101 @@ export const workers = {
   },
 };
 
+// The create form is rendered once per visit (controls), so a poll never wipes what the
+// user typed; app.js sends it and shows the API's refusal in its alert.
+function scheduleForm() {
+  return (
+    `<section aria-labelledby="new-schedule"><h2 id="new-schedule">New schedule</h2>` +
+    `<form class="fields" id="schedule-form">` +
+    `<label>Name <input name="name" required autocomplete="off"></label>` +
+    `<label>Cron <input name="cron" required autocomplete="off" placeholder="*/15 * * * *" ` +
+    `aria-describedby="cron-hint"></label>` +
+    `<label>Task <input name="type" required autocomplete="off"></label>` +
+    `<label class="wide">Payload (JSON) <textarea name="payload" rows="2" spellcheck="false">{}` +
+    `</textarea></label>` +
+    `<label>Queue <input name="queue" autocomplete="off" placeholder="the task's"></label>` +
+    `<label>Time zone <input name="tz" value="UTC" autocomplete="off"></label>` +
+    `<button type="submit">Create schedule</button>` +
+    `<p class="error wide" id="schedule-error" role="alert" hidden></p></form>` +
+    `<p class="hint" id="cron-hint">Cron: five fields (minute hour day month weekday), six ` +
+    `with seconds first, or @hourly, @daily, @weekly, @monthly, @yearly.</p></section>`
+  );
+}
+
+const scheduleLink = (s) =>
+  `<a href="#/schedules/${encodeURIComponent(s.name)}">${esc(s.name)}</a>`;
+
+// Without a queue of its own a schedule's jobs go to their task's default queue, which the
+// API does not tell.
+const scheduleQueue = (s) => esc(s.options.queue ?? "the task's");
+
+function scheduleActions(s) {
+  const label = (verb) => ` aria-label="${verb} ${esc(s.name)}"`;
+  const toggle = s.paused
+    ? button("Resume", "resume-schedule", { schedule: s.name }, label("Resume"))
+    : button("Pause", "pause-schedule", { schedule: s.name }, label("Pause"));
+  const remove = button("Delete", "delete-schedule", { schedule: s.name },
+    `${label("Delete")} class="danger"`);
+  return `${toggle} ${remove}`;
+}
+
+const pausedOrActive = (s) => status(s.paused ? "paused" : "active");
+
 export const schedules = {
   title: "Schedules",
-  live: async () =>
-    `<p class="empty">This server has no schedules API yet: the scheduler is being built. ` +
-    `This page will list schedules with their last and next fire once the API has them.</p>`,
+  controls: scheduleForm,
+  async live() {
+    const list = await api("/schedules");
+    const rows = list.map(
+      (s) =>
+        `<tr data-schedule="${esc(s.name)}"><th scope="row">${scheduleLink(s)}</th>` +
+        `<td><code>${esc(s.cron)}</code></td><td>${esc(s.tz)}</td><td>${esc(s.type)}</td>` +
+        `<td>${scheduleQueue(s)}</td><td class="state">${pausedOrActive(s)}</td>` +
+        `<td class="last">${time(unix(s.last_tick))}</td>` +
+        `<td class="next">${time(unix(s.next_tick))}</td>` +
+        `<td class="actions">${scheduleActions(s)}</td></tr>`,
+    );
+    const headers = ["Schedule", "Cron", "Time zone", "Task", "Queue", "State", "Last fire",
+      "Next fire", "Actions"];
+    return (
+      table("Schedules, with their last and next fire", headers, rows, "No schedule yet.") +
+      `<p class="hint">Schedules fire only while a scheduler runs: ` +
+      `<code>taskmill scheduler</code>, or a worker started with <code>--scheduler</code>.</p>`
+    );
+  },
+};
+
+export const schedule = {
+  title: "Schedule",
+  async live(params) {
+    const path = `/schedules/${encodeURIComponent(params.name)}`;
+    const [s, produced] = await Promise.all([api(path), api(`${path}/jobs`)]);
+    const facts = [
+      ["Task", esc(s.type)], ["Cron", `<code>${esc(s.cron)}</code>`], ["Time zone", esc(s.tz)],
+      ["Queue", scheduleQueue(s)], ["Source", s.source === "code" ? "code (app.periodic)" : "API"],
+      ["Created", time(unix(s.created_at))], ["Last fire", time(unix(s.last_tick))],
+      ["Next fire", time(unix(s.next_tick))],
+      ["Catch-up", s.catch_up ? `missed ticks up to ${duration(s.catch_up)} old fire late`
+        : "none: missed ticks are skipped"],
+      ["Jitter", duration(s.jitter)],
+    ].map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join("");
+    const rows = produced.jobs.map(
+      (j) =>
+        `<tr><td>${jobLink(j)}</td><td>${status(j.status)}</td><td>${time(j.created_at)}</td>` +
+        `<td>${time(j.finished_at)}</td><td>${j.attempts}</td></tr>`,
+    );
+    return (
+      `<h2 class="job-id">${esc(s.name)}</h2>` +
+      `<dl class="facts"><dt>State</dt><dd id="schedule-state">${pausedOrActive(s)}</dd>` +
+      `${facts}</dl>` +
+      `<div class="actions">${scheduleActions(s)}</div>` +
+      `<section><h3>Payload</h3>${json({ args: s.args, kwargs: s.payload })}</section>` +
+      `<section><h3>Options</h3>${json(s.options)}</section>` +
+      `<section><h3>Jobs</h3>` +
+      table("The jobs of its latest ticks that are still stored, newest first",
+        ["Id", "Status", "Created", "Finished", "Attempts"], rows,
+        "No job yet: it has not fired, or its jobs were pruned.") +
+      `</section>`
+    );
+  },
 };
