@@ -241,6 +241,26 @@ async def test_claims_cost_the_same_with_many_finished_jobs(postgres_url: str) -
     await backend.close()
 
 
+async def test_a_claim_commits_without_waiting_for_the_disk_and_only_itself(
+    postgres_url: str,
+) -> None:
+    """A claim lost with the server only leaves its jobs waiting, so its commit need not
+    wait for the WAL flush; what else runs on the connection afterwards (an enqueue) does."""
+    backend = connect(postgres_url)
+    await backend.open()
+    await backend.enqueue([Job("t")])
+    await backend.close()
+    now = time.time()
+    params = {"queues": ["default"], "worker": "w", "limit": 1, "now": now, "lease_until": now + 30}
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        claimed = await (await conn.execute(QUERIES["claim"], params)).fetchall()
+        assert len(claimed) == 1
+        show = "SHOW synchronous_commit"
+        assert await (await conn.execute(show)).fetchone() == ("off",)
+        await conn.commit()
+        assert await (await conn.execute(show)).fetchone() == ("on",)
+
+
 # -- worker processes: one LISTEN connection each, restarts of the server ------------------
 
 
