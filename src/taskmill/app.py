@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import inspect
 import threading
@@ -257,6 +258,9 @@ class App:
         with self._sync_lock:
             if self._portal is None:
                 self._portal = _Portal()
+                # Closed at exit while its loop still runs: left to the garbage collector,
+                # a backend's connections would be closed with no loop to do it on.
+                atexit.register(_close_at_exit, weakref.ref(self))
             portal = self._portal
         return portal.run(coro)
 
@@ -521,6 +525,12 @@ def _found(job_id: str, job: Job | None) -> Job:
     if job is None:
         raise JobNotFoundError(f"no job {job_id!r}")
     return job
+
+
+def _close_at_exit(app: weakref.ref[App]) -> None:
+    alive = app()
+    if alive is not None:
+        alive.close()
 
 
 def _drive(coro: Coroutine[Any, Any, T]) -> T:

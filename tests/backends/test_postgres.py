@@ -261,6 +261,12 @@ async def test_a_claim_commits_without_waiting_for_the_disk_and_only_itself(
         assert await (await conn.execute(show)).fetchone() == ("on",)
 
 
+def test_a_script_using_the_sync_api_exits_cleanly_without_closing(postgres_url: str) -> None:
+    script = f"from taskmill import App; App({postgres_url!r}, strict=False).enqueue('t')"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 # -- worker processes: one LISTEN connection each, restarts of the server ------------------
 
 
