@@ -242,9 +242,11 @@ class Worker:
             self._stop_waiter = asyncio.ensure_future(self._stopping.wait())
         futures = [asyncio.ensure_future(a) for a in (first, *others)]
         await asyncio.wait([*futures, self._stop_waiter], return_when=asyncio.FIRST_COMPLETED)
-        for future in futures:
+        pending = [future for future in futures if not future.done()]
+        for future in pending:
             future.cancel()
-        await asyncio.gather(*futures, return_exceptions=True)
+        if pending:  # else no need to give the loop a turn
+            await asyncio.gather(*pending, return_exceptions=True)
         lead = futures[0]
         return lead.result() if lead.done() and not lead.cancelled() else None
 
