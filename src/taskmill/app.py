@@ -54,6 +54,8 @@ from taskmill.settings import Settings
 if TYPE_CHECKING:
     from psycopg import AsyncConnection, Connection
 
+    from taskmill.backends.postgres import ThreadEnqueuer
+
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
@@ -68,6 +70,7 @@ OPTION_NAMES = frozenset(
 )  # fmt: skip
 #: Jobs per backend round trip in enqueue_many.
 BATCH = 1000
+POSTGRES = ("postgresql", "postgres")
 
 
 def _timestamp(value: datetime | float | int) -> float:
@@ -127,6 +130,7 @@ class App:
         self._portal: _Portal | None = None
         self._blocker: Backend | None = None
         self._blocker_known = False
+        self._enqueuer: ThreadEnqueuer | None = None
         self._sync_lock = threading.Lock()
         #: Schedules at run time (stored in the backend) and those declared with periodic().
         self.schedules = Schedules(self)
@@ -241,14 +245,18 @@ class App:
         here and the first enqueue does not pay for connecting."""
         self._blocking_backend()
         self.run(self.backend())  # enqueue_many and result() use it
+        self._thread_enqueuer()
 
     def close(self) -> None:
         """Close the backend used by the sync API and stop its thread."""
         with self._sync_lock:
             portal, self._portal = self._portal, None
             blocker, self._blocker, self._blocker_known = self._blocker, None, False
+            enqueuer, self._enqueuer = self._enqueuer, None
         if blocker is not None:
             _drive(blocker.close())
+        if enqueuer is not None:
+            enqueuer.close()
         if portal is not None:
             asyncio.run_coroutine_threadsafe(self.aclose(), portal.loop).result()
             portal.stop()
@@ -398,7 +406,7 @@ class App:
 
     def _check_postgres(self) -> None:
         """Jobs enqueued on a caller's connection go to PostgreSQL: so must the app's."""
-        if urlsplit(self.settings.url).scheme not in ("postgresql", "postgres"):
+        if urlsplit(self.settings.url).scheme not in POSTGRES:
             raise ConfigError(
                 "connection= enqueues on a PostgreSQL connection, but this app's backend is "
                 f"{urlsplit(self.settings.url).scheme}://, where its workers would never see "
@@ -450,6 +458,17 @@ class App:
                     self._blocker, self._blocker_known = blocker, True
         return self._blocker
 
+    def _thread_enqueuer(self) -> ThreadEnqueuer | None:
+        """On PostgreSQL, what stores the sync API's single jobs in the calling thread."""
+        if self._enqueuer is None and urlsplit(self.settings.url).scheme in POSTGRES:
+            self.run(self.backend())  # the schema first
+            from taskmill.backends.postgres import ThreadEnqueuer
+
+            with self._sync_lock:
+                if self._enqueuer is None:
+                    self._enqueuer = ThreadEnqueuer(self.settings.url)
+        return self._enqueuer
+
     def _sync(self, call: Callable[[Backend], Coroutine[Any, Any, T]]) -> T:
         """Run one backend call from sync code: in this thread when the backend can block
         (see backends.connect_blocking), else on the app's event loop thread."""
@@ -476,7 +495,11 @@ class App:
         if connection is not None:
             (handle,) = self.enqueue_many([job], connection=connection)
             return handle
-        (stored,) = self._sync(lambda backend: backend.enqueue([job]))
+        enqueuer = self._thread_enqueuer()
+        if enqueuer is not None:
+            (stored,) = enqueuer.enqueue([job], self.clock())
+        else:
+            (stored,) = self._sync(lambda backend: backend.enqueue([job]))
         return JobHandle(self, stored)
 
     def enqueue_many(

@@ -267,6 +267,33 @@ def test_a_script_using_the_sync_api_exits_cleanly_without_closing(postgres_url:
     assert (done.returncode, done.stderr) == (0, "")
 
 
+def test_the_sync_api_enqueues_on_a_connection_of_its_thread_and_reconnects(
+    postgres_url: str,
+) -> None:
+    name = f"sync-{os.getpid()}"
+    app = App(f"{postgres_url}&application_name={name}", strict=False)
+
+    def stored() -> list[tuple[str, str]]:
+        with psycopg.connect(postgres_url) as conn:
+            return conn.execute("SELECT id, state FROM taskmill_jobs ORDER BY seq").fetchall()
+
+    try:
+        first = app.enqueue("t", id="first")
+        assert (first.id, first.job.state) == ("first", JobState.PENDING)
+        assert app.enqueue("t", id="first", priority=3).job.priority == 1  # idempotent by id
+        # The connection dropped (a restart, a proxy): the next enqueue makes one again.
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s",
+                [name],
+            )
+        app.enqueue("t", id="second")
+        assert stored() == [("first", "pending"), ("second", "pending")]
+    finally:
+        app.close()
+
+
 # -- worker processes: one LISTEN connection each, restarts of the server ------------------
 
 

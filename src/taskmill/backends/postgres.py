@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -45,6 +48,7 @@ from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
     QUERIES,
     enqueue_on,
+    enqueue_on_sync,
     job,
     migrate,
     migrations,
@@ -73,6 +77,51 @@ def _where(url: str) -> str:
     host = parts.netloc.rpartition("@")[2]
     user = parts.username
     return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
+
+
+class ThreadEnqueuer:
+    """Enqueue for the sync API, in the calling thread, on an autocommit connection of
+    that thread's own: with no hop to the event loop's thread, which costs about a quarter
+    of a millisecond when both are idle. A dropped connection is made again, once: enqueue
+    is idempotent by id, so the retry stores nothing twice."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        # Every thread's connection, to close them all; one dies with its thread.
+        self._all: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or self._local.pid != os.getpid():
+            conn = psycopg.Connection.connect(self.url, autocommit=True)
+            self._local.conn, self._local.pid = conn, os.getpid()
+            with self._lock:
+                self._all.add(conn)
+        return conn
+
+    def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = self._connection()
+                return enqueue_on_sync(conn, jobs, now)
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+                if conn is not None:
+                    conn.close()
+            except psycopg.Error as exc:
+                raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            conns = list(self._all)
+            self._all.clear()
+        for conn in conns:
+            conn.close()
 
 
 class PostgresBackend(PostgresSchedules, Backend):
