@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from taskmill import ConfigError, JobError, PayloadError, Priority, RetryPolicy, Settings
@@ -10,6 +12,7 @@ from taskmill.job import (
     JobState,
     decode_payload,
     encode_payload,
+    new_id,
     parse_duration,
     parse_priority,
 )
@@ -123,3 +126,20 @@ def test_settings_from_environment() -> None:
         Settings.from_env({"TASKMILL_LEASE": "long"})
     with pytest.raises(ConfigError, match="heartbeat"):
         Settings(lease=1.0, heartbeat=2.0)
+
+
+def test_ids_are_unique_time_ordered_and_not_shared_with_a_forked_child() -> None:
+    ids = [new_id() for _ in range(2000)]  # several blocks of random halves
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 for i in ids)
+    assert ids[0][:12] <= ids[-1][:12]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, then out
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    # The parent's block still holds values the child would have taken without its own.
+    assert child[12:] != new_id()[12:]
