@@ -28,6 +28,7 @@ from taskmill import (
 )
 from taskmill.job import Job
 from tests import sample_tasks
+from tests.conftest import FakeClock
 
 
 @asynccontextmanager
@@ -380,6 +381,27 @@ async def test_caller_chosen_id_and_metadata(app: App) -> None:
     again = await noop.options(id="order-42").aenqueue()
     assert first.id == again.id == "order-42"
     assert (await app.aget("order-42")).metadata == {"user": 7}
+
+
+async def test_job_times_come_from_the_options_else_from_the_enqueue(url: str) -> None:
+    clock = FakeClock()
+    app = App(url, clock=clock)
+
+    @app.task(ttl=60)
+    def noop() -> None: ...
+
+    built = noop.prepare()
+    assert (built.run_at, built.expires_at) == (0.0, clock() + 60)  # run_at 0: when stored
+    delayed = noop.options(delay=5, ttl=None).prepare()
+    at = noop.options(scheduled_at=clock() + 30, delay=5, expires_at=clock() + 90).prepare()
+    assert (delayed.run_at, delayed.expires_at) == (clock() + 5, None)
+    assert (at.run_at, at.expires_at) == (clock() + 30, clock() + 90)  # absolute ones win
+    clock.advance(10)
+    stored = await app.aenqueue_many([built, delayed, at])
+    assert [h.job.state for h in stored] == [JobState.PENDING, JobState.PENDING, JobState.SCHEDULED]
+    assert stored[0].job.run_at == stored[0].job.created_at == clock()
+    await app.aclose()
+    app.close()
 
 
 async def test_worker_registers_and_unregisters(app: App) -> None:
