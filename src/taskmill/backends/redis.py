@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -82,14 +83,18 @@ _OUTCOMES = frozenset(
 )
 
 _last_lseq = 0
+_lseq_lock = threading.Lock()
 
 
-def _lseq(now: float) -> int:
-    """The listing seq of a new job: microseconds of the clock, strictly increasing within a
-    process (so a batch keeps its order), and exact in a zset score (a double)."""
+def _lseqs(now: float, count: int) -> int:
+    """The first of `count` consecutive listing seqs for new jobs: microseconds of the
+    clock, strictly increasing within a process (so a batch keeps its order, and threads
+    enqueueing at once never share one), and exact in a zset score (a double)."""
     global _last_lseq
-    _last_lseq = max(_last_lseq + 1, int(now * 1_000_000))
-    return _last_lseq
+    with _lseq_lock:
+        first = max(_last_lseq + 1, int(now * 1_000_000))
+        _last_lseq = first + count - 1
+    return first
 
 
 def _noscript(result: Any) -> bool:
@@ -319,22 +324,22 @@ class RedisBackend(RedisSchedules, Backend):
         for job in records:
             job.created_at, job.run_at = now, job.run_at or now
             job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
+        out: list[Job | str]
         if self.cluster:  # ids first, in their own slot; see the module docstring
             ids = [value for job in records for value in (job.id, job.queue)]
-            owners = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
-            mine = [i for i, job in enumerate(records) if owners[i] == job.queue]
-            out: dict[int, Job | str] = dict(
-                zip(mine, await self._store(now, [records[i] for i in mine]), strict=True)
-            )
-            out |= {i: owners[i] for i, job in enumerate(records) if owners[i] != job.queue}
+            out = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
+            mine = [i for i, job in enumerate(records) if out[i] == job.queue]
+            stored = await self._store(now, [records[i] for i in mine])
+            for i, record in zip(mine, stored, strict=True):
+                out[i] = record
         else:
-            out = dict(enumerate(await self._store(now, records)))
+            out = await self._store(now, records)
         # Ids that belong to another queue: that queue's job is the answer.
-        theirs = {i: owner for i, owner in out.items() if isinstance(owner, str)}
+        theirs = [(i, owner) for i, owner in enumerate(out) if isinstance(owner, str)]
         if theirs:
-            ops = [("HGETALL", self._keys(q)[0] + records[i].id) for i, q in theirs.items()]
+            ops = [("HGETALL", self._keys(q)[0] + records[i].id) for i, q in theirs]
             stale = []
-            for (i, owner), fields in zip(theirs.items(), await self._exec(ops), strict=True):
+            for (i, owner), fields in zip(theirs, await self._exec(ops), strict=True):
                 if fields:
                     out[i] = _job(owner, _pairs(fields))
                 else:  # the id outlived its job (pruned, deleted): it is free again
@@ -342,48 +347,41 @@ class RedisBackend(RedisSchedules, Backend):
             if stale:
                 await self._exec([("HSET", IDS, records[i].id, records[i].queue) for i in stale])
                 await self._exec([("SADD", QUEUES, *{records[i].queue for i in stale})])
-                stored = await self._store(now, [records[i] for i in stale])
-                out |= dict(zip(stale, stored, strict=True))
+                again = await self._store(now, [records[i] for i in stale])
+                for i, record in zip(stale, again, strict=True):
+                    out[i] = record
         # Every id now has its record.
-        return cast(list[Job], [out[i] for i in range(len(records))])
+        return cast(list[Job], out)
 
     async def _store(self, now: float, jobs: Sequence[Job]) -> list[Job | str]:
         """Run enqueue.lua: per job, the record, or the queue its id belongs to."""
         # Listing seqs in call order: grouping by queue must not reorder the newest-first list.
-        lseqs = {id(job): _lseq(now) for job in jobs}
-        by_queue: dict[str, list[Job]] = {}
-        for job in jobs:
-            by_queue.setdefault(job.queue, []).append(job)
-        ops = [
-            (
-                "script",
-                "enqueue",
-                self._keys(queue) if self.cluster else [*self._keys(queue), IDS, QUEUES],
-                [now, queue, *self._enqueue_args(group, lseqs)],
-            )
-            for queue, group in by_queue.items()
-        ]
-        results = await self._exec(ops)
-        stored: dict[int, Job | str] = {}
-        for (queue, group), result in zip(by_queue.items(), results, strict=True):
-            for job, existing in zip(group, result, strict=True):
-                stored[id(job)] = (
-                    job
-                    if existing == 0
-                    else existing.decode()
+        first = _lseqs(now, len(jobs))
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.queue, []).append(i)
+        ops = []
+        for queue, group in groups.items():
+            args: list[Any] = [now, queue]
+            for i in group:
+                job = jobs[i]
+                args += (
+                    job.id, job.task, job.payload, job.priority, job.max_retries,
+                    encode_spec(job), job.result_ttl, "" if job.run_at == now else job.run_at,
+                    "" if job.expires_at is None else job.expires_at, first + i,
+                )  # fmt: skip
+            keys = self._keys(queue) if self.cluster else [*self._keys(queue), IDS, QUEUES]
+            ops.append(("script", "enqueue", keys, args))
+        stored: list[Job | str] = list(jobs)
+        for (queue, group), missed in zip(groups.items(), await self._exec(ops), strict=True):
+            for k in range(0, len(missed), 2):  # the jobs not stored, by position
+                existing = missed[k + 1]
+                stored[group[missed[k] - 1]] = (
+                    existing.decode()
                     if isinstance(existing, bytes)
                     else _job(queue, _pairs(existing))
                 )
-        return [stored[id(job)] for job in jobs]
-
-    def _enqueue_args(self, jobs: Sequence[Job], lseqs: Mapping[int, int]) -> Iterator[Any]:
-        for job in jobs:
-            spec = encode_spec(job)
-            yield from (
-                job.id, job.task, job.payload, job.priority, job.max_retries, spec,
-                job.result_ttl, job.run_at, "" if job.expires_at is None else job.expires_at,
-                lseqs[id(job)],
-            )  # fmt: skip
+        return stored
 
     async def get(self, job_id: str) -> Job | None:
         queue = await self._owner(job_id)

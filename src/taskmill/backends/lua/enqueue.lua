@@ -6,10 +6,12 @@
 -- ARGV[1]    -> now
 -- ARGV[2]    -> the queue's name
 -- ARGV[3..]  -> per job, 10 values: id, task, payload, priority, max_retries, spec (JSON),
---               result_ttl, run_at, expires_at ('' for none), listing seq
--- Returns, per job: 0 if stored; the existing record (HGETALL) if its id is in this queue;
--- else the name of the queue its id belongs to.
-local now, queue = tonumber(ARGV[1]), ARGV[2]
+--               result_ttl, run_at ('' for now), expires_at ('' for none), listing seq
+-- Returns the jobs not stored, as {position (1-based), value} pairs (flat): the existing
+-- record (HGETALL) if its id is in this queue, else the name of the queue it belongs to.
+-- Bulk enqueues run this over thousands of jobs: the loop keeps to locals and counters.
+local call, format, tonumber = redis.call, string.format, tonumber
+local now, queue, created = tonumber(ARGV[1]), ARGV[2], ARGV[1]
 local IDS, QUEUES = KEYS[11], KEYS[12]
 local STEP = 10
 local count = (#ARGV - 2) / STEP
@@ -21,44 +23,61 @@ if IDS then
   for first = 1, count, CHUNK do
     local ids = {}
     for j = first, math.min(first + CHUNK - 1, count) do ids[#ids + 1] = ARGV[3 + (j - 1) * STEP] end
-    for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[first + k - 1] = owner end
+    for k, owner in ipairs(call('HMGET', IDS, unpack(ids))) do owners[first + k - 1] = owner end
   end
 end
 
-local out, seen = {}, {}
+local out, nout, seen = {}, 0, {}
+-- ZADD and HSET arguments, each list with its length.
 local ready, scheduled, all, expiring, registered = {}, {}, {}, {}, {}
-local counts = {pending = 0, scheduled = 0}
-local seq = tonumber(redis.call('HINCRBY', STATS, 'seq', count)) - count
-for j = 1, count do
-  local i = 3 + (j - 1) * STEP
-  local id, priority, run_at, expires, lseq = ARGV[i], ARGV[i + 3], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
+local nready, nscheduled, nall, nexpiring, nregistered = 0, 0, 0, 0, 0
+-- The rank of a ready job is base[priority] + seq (see rank_of in common.lua).
+local base = {}
+local seq = tonumber(call('HINCRBY', STATS, 'seq', count)) - count
+local j = 0
+for i = 3, #ARGV, STEP do
+  j = j + 1
+  local id = ARGV[i]
   local key = PREFIX .. id
   local owner = owners[j]
   if owner and owner ~= queue then
-    out[j] = owner
-  elseif seen[id] or ((owner or not IDS) and redis.call('EXISTS', key) == 1) then
-    out[j] = redis.call('HGETALL', key)
+    out[nout + 1], out[nout + 2], nout = j, owner, nout + 2
+  elseif seen[id] or ((owner or not IDS) and call('EXISTS', key) == 1) then
+    out[nout + 1], out[nout + 2], nout = j, call('HGETALL', key), nout + 2
   else
     seen[id] = true
     seq = seq + 1
+    local priority, run_at, expires, lseq = ARGV[i + 3], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
     local state = 'pending'
-    if tonumber(run_at) > now then state = 'scheduled' end
-    counts[state] = counts[state] + 1
-    redis.call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
+    if run_at == '' then
+      run_at = created
+    elseif tonumber(run_at) > now then
+      state = 'scheduled'
+    end
+    call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
       'priority', priority, 'retries', ARGV[i + 4], 'spec', ARGV[i + 5], 'ttl', ARGV[i + 6],
-      'run_at', run_at, 'created', ARGV[1], 'state', state, 'lseq', lseq, 'seq', seq)
+      'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq)
     if expires ~= '' then
-      redis.call('HSET', key, 'expires', expires)
-      push(expiring, expires, id)
+      call('HSET', key, 'expires', expires)
+      expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
     end
     if state == 'pending' then
-      push(ready, rank_of(priority, seq), id)
+      local b = base[priority]
+      if not b then
+        b = (PRIORITY_MAX - tonumber(priority)) * SEQ_BITS
+        base[priority] = b
+      end
+      -- %d: exact for any rank (below 2^53), and cheaper than num()'s %.17g.
+      ready[nready + 1], ready[nready + 2], nready = format('%d', b + seq), id, nready + 2
     else
-      push(scheduled, run_at, id)
+      scheduled[nscheduled + 1], scheduled[nscheduled + 2] = run_at, id
+      nscheduled = nscheduled + 2
     end
-    push(all, lseq, id)
-    if not owner then push(registered, id, queue) end
-    out[j] = 0
+    all[nall + 1], all[nall + 2], nall = lseq, id, nall + 2
+    if not owner then
+      registered[nregistered + 1], registered[nregistered + 2] = id, queue
+      nregistered = nregistered + 2
+    end
   end
 end
 
@@ -68,10 +87,9 @@ chunked('ZADD', EXPIRING, expiring)
 chunked('ZADD', ALL, all)
 if IDS then
   chunked('HSET', IDS, registered)
-  if #registered > 0 then redis.call('SADD', QUEUES, queue) end
+  if nregistered > 0 then call('SADD', QUEUES, queue) end
 end
-for state, n in pairs(counts) do
-  if n > 0 then redis.call('HINCRBY', STATS, state, n) end
-end
-wake(#ready / 2 + #scheduled / 2)
+if nready > 0 then call('HINCRBY', STATS, 'pending', nready / 2) end
+if nscheduled > 0 then call('HINCRBY', STATS, 'scheduled', nscheduled / 2) end
+wake((nready + nscheduled) / 2)
 return out
