@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tracemalloc
 
 import pytest
 
@@ -72,6 +73,17 @@ def test_payload_round_trip_and_limit() -> None:
         encode_payload(["x" * 20], {}, limit=10)
     with pytest.raises(PayloadError, match="not JSON-serializable"):
         encode_payload([{1, 2}], {}, limit=1000)
+
+
+def test_a_payload_takes_about_its_size_in_memory() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        payloads = [encode_payload([i], {}, limit=1000) for i in range(100)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(payloads) == 100 and used < 100 * 200  # not a 4 KiB buffer each
 
 
 @pytest.mark.parametrize("data", [b"\xff", b"[1, 2]", b'{"args": {}}', b'{"kwargs": []}', b"nul"])

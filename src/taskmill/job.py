@@ -142,7 +142,9 @@ def encode_payload(args: list[Any], kwargs: dict[str, Any], limit: int) -> bytes
     data = encode({"args": args, "kwargs": kwargs})
     if len(data) > limit:
         raise PayloadError(f"payload is {len(data)} bytes, over the limit of {limit} bytes")
-    return data
+    # A copy of its own size: orjson's bytes keep the whole buffer they were written in (4 KiB
+    # at least), which a job holds until stored; 20,000 prepared jobs would take 80 MB.
+    return b"".join((data, b""))
 
 
 def decode_payload(data: bytes | str) -> tuple[list[Any], dict[str, Any]]:
