@@ -38,6 +38,8 @@ from taskmill.errors import (
     UnknownTaskError,
 )
 from taskmill.job import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     DEFAULT_RESULT_TTL,
     Job,
@@ -107,8 +109,8 @@ class _Resolved:
         scheduled_at, expires_at = opts.get("scheduled_at"), opts.get("expires_at")
         return cls(
             queue=opts.get("queue", DEFAULT_QUEUE),
-            priority=opts.get("priority", 1),
-            max_retries=opts.get("max_retries", 3),
+            priority=opts.get("priority", DEFAULT_PRIORITY),
+            max_retries=opts.get("max_retries", DEFAULT_MAX_RETRIES),
             retry=retry_policy(
                 opts.get("retry", "exponential"),
                 opts.get("retry_delay", 1.0),

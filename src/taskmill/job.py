@@ -20,6 +20,8 @@ DEFAULT_QUEUE = "default"
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 #: How long a finished job (and its result) is kept, in seconds.
 DEFAULT_RESULT_TTL = 24 * 3600.0
+#: Retries after the first attempt.
+DEFAULT_MAX_RETRIES = 3
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -57,6 +59,7 @@ class Priority(IntEnum):
 
 PRIORITY_MIN = 0
 PRIORITY_MAX = 100
+DEFAULT_PRIORITY = int(Priority.MEDIUM)
 
 
 def parse_priority(value: int | str | Priority) -> int:
@@ -200,9 +203,9 @@ class Job:
     payload: bytes = b'{"args":[],"kwargs":{}}'
     id: str = field(default_factory=new_id)
     queue: str = DEFAULT_QUEUE
-    priority: int = int(Priority.MEDIUM)
+    priority: int = DEFAULT_PRIORITY
     state: JobState = JobState.PENDING
-    max_retries: int = 3
+    max_retries: int = DEFAULT_MAX_RETRIES
     retry: RetryPolicy = DEFAULT_RETRY
     timeout: float | None = None
     result_ttl: float = DEFAULT_RESULT_TTL

@@ -60,7 +60,17 @@ from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_schedules import RedisSchedules
 from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
+from taskmill.job import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRIORITY,
+    DEFAULT_RESULT_TTL,
+    AttemptError,
+    Job,
+    JobState,
+    decode,
+    decode_spec,
+    encode_spec,
+)
 
 PREFIX = "taskmill"
 IDS = f"{PREFIX}:{{@}}:ids"
@@ -113,7 +123,8 @@ _STATES = {state.value.encode(): state for state in JobState}
 
 
 def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
-    """A Job from its hash (the fields written by lua/enqueue.lua and the others)."""
+    """A Job from its hash (the fields written by lua/enqueue.lua and the others; a
+    priority, retries or spec left out holds the default)."""
     errors, result = f.get(b"errors"), f.get(b"result")
     worker, token = f.get(b"worker"), f.get(b"token")
     job = Job(
@@ -121,9 +132,9 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         payload=f[b"payload"],
         id=f[b"id"].decode(),
         queue=queue,
-        priority=int(f[b"priority"]),
+        priority=int(f.get(b"priority", DEFAULT_PRIORITY)),
         state=_STATES[f[b"state"]],
-        max_retries=int(f[b"retries"]),
+        max_retries=int(f.get(b"retries", DEFAULT_MAX_RETRIES)),
         expires_at=_opt(f.get(b"expires")),
         created_at=float(f[b"created"]),
         run_at=float(f[b"run_at"]),
@@ -138,7 +149,7 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         progress=_opt(f.get(b"progress")),
         cancel_requested=f.get(b"cancel") == b"1",
     )
-    job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f[b"spec"])
+    job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f.get(b"spec", b"{}"))
     if metadata:
         job.metadata = dict(metadata)
     return job
@@ -365,9 +376,15 @@ class RedisBackend(RedisSchedules, Backend):
             args: list[Any] = [now, queue]
             for i in group:
                 job = jobs[i]
+                spec = encode_spec(job)
+                # '' for a default: enqueue.lua leaves it out of the hash (_job reads it back).
                 args += (
-                    job.id, job.task, job.payload, job.priority, job.max_retries,
-                    encode_spec(job), job.result_ttl, "" if job.run_at == now else job.run_at,
+                    job.id, job.task, job.payload,
+                    "" if job.priority == DEFAULT_PRIORITY else job.priority,
+                    "" if job.max_retries == DEFAULT_MAX_RETRIES else job.max_retries,
+                    "" if spec == b"{}" else spec,
+                    "" if job.result_ttl == DEFAULT_RESULT_TTL else job.result_ttl,
+                    "" if job.run_at == now else job.run_at,
                     "" if job.expires_at is None else job.expires_at, first + i,
                 )  # fmt: skip
             keys = self._keys(queue) if self.cluster else [*self._keys(queue), IDS, QUEUES]

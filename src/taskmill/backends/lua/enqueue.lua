@@ -6,7 +6,9 @@
 -- ARGV[1]    -> now
 -- ARGV[2]    -> the queue's name
 -- ARGV[3..]  -> per job, 10 values: id, task, payload, priority, max_retries, spec (JSON),
---               result_ttl, run_at ('' for now), expires_at ('' for none), listing seq
+--               result_ttl, run_at ('' for now), expires_at ('' for none), listing seq;
+--               '' for a priority, max_retries, spec or result_ttl that is the default:
+--               those fields are then left out of the job's hash (see common.lua)
 -- Returns the jobs not stored, as {position (1-based), value} pairs (flat): the existing
 -- record (HGETALL) if its id is in this queue, else the name of the queue it belongs to.
 -- Bulk enqueues run this over thousands of jobs: the loop keeps to locals and counters.
@@ -47,16 +49,26 @@ for i = 3, #ARGV, STEP do
   else
     seen[id] = true
     seq = seq + 1
-    local priority, run_at, expires, lseq = ARGV[i + 3], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
+    local priority, retries, spec, ttl = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+    local run_at, expires, lseq = ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
     local state = 'pending'
     if run_at == '' then
       run_at = created
     elseif tonumber(run_at) > now then
       state = 'scheduled'
     end
-    call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
-      'priority', priority, 'retries', ARGV[i + 4], 'spec', ARGV[i + 5], 'ttl', ARGV[i + 6],
-      'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq)
+    -- Most jobs keep every default: fewer fields, less memory per waiting job and a cheaper
+    -- HSET. The others store all four (an HSET of fixed shape costs less than one built).
+    if priority == '' and retries == '' and spec == '' and ttl == '' then
+      call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
+        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq)
+    else
+      if priority == '' then priority = DEFAULT_PRIORITY end
+      call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
+        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq,
+        'priority', priority, 'retries', retries == '' and DEFAULT_RETRIES or retries,
+        'spec', spec == '' and '{}' or spec, 'ttl', ttl == '' and DEFAULT_TTL or ttl)
+    end
     if expires ~= '' then
       call('HSET', key, 'expires', expires)
       expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
@@ -64,7 +76,7 @@ for i = 3, #ARGV, STEP do
     if state == 'pending' then
       local b = base[priority]
       if not b then
-        b = (PRIORITY_MAX - tonumber(priority)) * SEQ_BITS
+        b = (PRIORITY_MAX - (tonumber(priority) or DEFAULT_PRIORITY)) * SEQ_BITS
         base[priority] = b
       end
       -- %d: exact for any rank (below 2^53), and cheaper than num()'s %.17g.
