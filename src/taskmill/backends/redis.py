@@ -381,22 +381,31 @@ class RedisBackend(RedisSchedules, Backend):
             groups.setdefault(job.queue, []).append(i)
         ops = []
         for queue, group in groups.items():
-            args: list[Any] = [now, queue]
+            # enqueue.lua's arguments: the options that jobs share, once, then each job.
+            sets: dict[tuple[Any, ...], int] = {}
+            options: list[Any] = []
+            each: list[Any] = []
             for i in group:
                 job = jobs[i]
                 spec = encode_spec(job)
-                # '' for a default: enqueue.lua leaves it out of the hash (_job reads it back).
-                args += (
-                    job.id, job.task, job.payload,
-                    "" if job.priority == DEFAULT_PRIORITY else job.priority,
-                    "" if job.max_retries == DEFAULT_MAX_RETRIES else job.max_retries,
-                    "" if spec == b"{}" else spec,
-                    "" if job.result_ttl == DEFAULT_RESULT_TTL else job.result_ttl,
-                    "" if job.run_at == now else job.run_at,
+                shared = (job.task, job.priority, job.max_retries, spec, job.result_ttl)
+                number = sets.get(shared)
+                if number is None:
+                    number = sets[shared] = len(sets) + 1
+                    # '' for a default: left out of the hash (_job reads it back).
+                    options += (
+                        job.task,
+                        "" if job.priority == DEFAULT_PRIORITY else job.priority,
+                        "" if job.max_retries == DEFAULT_MAX_RETRIES else job.max_retries,
+                        "" if spec == b"{}" else spec,
+                        "" if job.result_ttl == DEFAULT_RESULT_TTL else job.result_ttl,
+                    )
+                each += (
+                    job.id, job.payload, number, "" if job.run_at == now else job.run_at,
                     "" if job.expires_at is None else job.expires_at, first + i,
                 )  # fmt: skip
             keys = queue_keys(PREFIX, queue, *(() if self.cluster else (IDS, QUEUES)))
-            ops.append(("script", "enqueue", keys, args))
+            ops.append(("script", "enqueue", keys, [now, queue, len(sets), *options, *each]))
         stored: list[Job | str] = list(jobs)
         for (queue, group), missed in zip(groups.items(), await self._exec(ops), strict=True):
             for k in range(0, len(missed), 2):  # the jobs not stored, by position

@@ -5,26 +5,47 @@
 --   with them this script records the ids itself (on a cluster, register.lua did).
 -- ARGV[1]    -> now
 -- ARGV[2]    -> the queue's name
--- ARGV[3..]  -> per job, 10 values: id, task, payload, priority, max_retries, spec (JSON),
---               result_ttl, run_at ('' for now), expires_at ('' for none), listing seq;
---               '' for a priority, max_retries, spec or result_ttl that is the default:
---               those fields are then left out of the job's hash (see common.lua)
+-- ARGV[3]    -> how many option sets follow (the jobs of a task mostly share one)
+-- ARGV[4..]  -> per option set, 5 values: task, priority, max_retries, spec (JSON),
+--               result_ttl; '' for a priority, max_retries, spec or result_ttl that is the
+--               default: those fields are then left out of the hash (see common.lua)
+-- then       -> per job, 6 values: id, payload, its option set (1-based), run_at ('' for
+--               now), expires_at ('' for none), listing seq
 -- Returns the jobs not stored, as {position (1-based), value} pairs (flat): the existing
 -- record (HGETALL) if its id is in this queue, else the name of the queue it belongs to.
--- Bulk enqueues run this over thousands of jobs: the loop keeps to locals and counters.
+-- Bulk enqueues run this over thousands of jobs: what jobs share is sent and worked out
+-- once per option set, and the loop keeps to locals and counters.
 local call, format, tonumber = redis.call, string.format, tonumber
 local now, queue, created = tonumber(ARGV[1]), ARGV[2], ARGV[1]
 local IDS, QUEUES = KEYS[11], KEYS[12]
-local STEP = 10
-local count = (#ARGV - 2) / STEP
+local sets = tonumber(ARGV[3])
+local FIRST, STEP = 4 + sets * 5, 6
+local count = (#ARGV - FIRST + 1) / STEP
 -- Ids looked up per HMGET (Lua's unpack takes a few thousand values).
 local CHUNK = 1000
+
+-- Per option set, by its number as the jobs give it (a string): the task; the fields
+-- that are not defaults, if any; the base of a ready job's rank (see rank_of in common.lua).
+local task, extra, base = {}, {}, {}
+for s = 1, sets do
+  local o = 4 + (s - 1) * 5
+  local priority, retries, spec, ttl = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
+  local n = tostring(s)
+  task[n] = ARGV[o]
+  if priority ~= '' or retries ~= '' or spec ~= '' or ttl ~= '' then
+    -- All four, not only those that differ: an HSET of fixed shape costs less than one built.
+    extra[n] = {priority == '' and DEFAULT_PRIORITY or priority,
+      retries == '' and DEFAULT_RETRIES or retries, spec == '' and '{}' or spec,
+      ttl == '' and DEFAULT_TTL or ttl}
+  end
+  base[n] = (PRIORITY_MAX - (tonumber(priority) or DEFAULT_PRIORITY)) * SEQ_BITS
+end
 
 local owners = {}
 if IDS then
   for first = 1, count, CHUNK do
     local ids = {}
-    for j = first, math.min(first + CHUNK - 1, count) do ids[#ids + 1] = ARGV[3 + (j - 1) * STEP] end
+    for j = first, math.min(first + CHUNK - 1, count) do ids[#ids + 1] = ARGV[FIRST + (j - 1) * STEP] end
     for k, owner in ipairs(call('HMGET', IDS, unpack(ids))) do owners[first + k - 1] = owner end
   end
 end
@@ -33,11 +54,9 @@ local out, nout, seen = {}, 0, {}
 -- ZADD and HSET arguments, each list with its length.
 local ready, scheduled, all, expiring, registered = {}, {}, {}, {}, {}
 local nready, nscheduled, nall, nexpiring, nregistered = 0, 0, 0, 0, 0
--- The rank of a ready job is base[priority] + seq (see rank_of in common.lua).
-local base = {}
 local seq = tonumber(call('HINCRBY', STATS, 'seq', count)) - count
 local j = 0
-for i = 3, #ARGV, STEP do
+for i = FIRST, #ARGV, STEP do
   j = j + 1
   local id = ARGV[i]
   local key = PREFIX .. id
@@ -49,38 +68,30 @@ for i = 3, #ARGV, STEP do
   else
     seen[id] = true
     seq = seq + 1
-    local priority, retries, spec, ttl = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-    local run_at, expires, lseq = ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
+    local s, run_at, expires, lseq = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
     local state = 'pending'
     if run_at == '' then
       run_at = created
     elseif tonumber(run_at) > now then
       state = 'scheduled'
     end
-    -- Most jobs keep every default: fewer fields, less memory per waiting job and a cheaper
-    -- HSET. The others store all four (an HSET of fixed shape costs less than one built).
-    if priority == '' and retries == '' and spec == '' and ttl == '' then
-      call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
+    local e = extra[s]
+    -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper HSET.
+    if not e then
+      call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
         'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq)
     else
-      if priority == '' then priority = DEFAULT_PRIORITY end
-      call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
+      call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
         'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq,
-        'priority', priority, 'retries', retries == '' and DEFAULT_RETRIES or retries,
-        'spec', spec == '' and '{}' or spec, 'ttl', ttl == '' and DEFAULT_TTL or ttl)
+        'priority', e[1], 'retries', e[2], 'spec', e[3], 'ttl', e[4])
     end
     if expires ~= '' then
       call('HSET', key, 'expires', expires)
       expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
     end
     if state == 'pending' then
-      local b = base[priority]
-      if not b then
-        b = (PRIORITY_MAX - (tonumber(priority) or DEFAULT_PRIORITY)) * SEQ_BITS
-        base[priority] = b
-      end
       -- %d: exact for any rank (below 2^53), and cheaper than num()'s %.17g.
-      ready[nready + 1], ready[nready + 2], nready = format('%d', b + seq), id, nready + 2
+      ready[nready + 1], ready[nready + 2], nready = format('%d', base[s] + seq), id, nready + 2
     else
       scheduled[nscheduled + 1], scheduled[nscheduled + 2] = run_at, id
       nscheduled = nscheduled + 2
