@@ -432,11 +432,16 @@ class App:
                     stored += await enqueue_on(connection, records[i : i + BATCH], self.clock())
             return [JobHandle(self, job) for job in stored]
         backend = await self.backend()
-        # Batches go out together: while the backend stores one, the next is being encoded.
+
+        async def store(batch: list[Job]) -> list[JobHandle[Any]]:
+            return [JobHandle(self, job) for job in await backend.enqueue(batch)]
+
+        # Batches go out together: while the backend stores one, the next is being encoded,
+        # and the handles of one are made while it stores the next.
         batches = await asyncio.gather(
-            *(backend.enqueue(records[i : i + BATCH]) for i in range(0, len(records), BATCH))
+            *(store(records[i : i + BATCH]) for i in range(0, len(records), BATCH))
         )
-        return [JobHandle(self, job) for batch in batches for job in batch]
+        return [handle for batch in batches for handle in batch]
 
     def _check_postgres(self) -> None:
         """Jobs enqueued on a caller's connection go to PostgreSQL: so must the app's."""
