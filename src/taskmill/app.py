@@ -84,7 +84,7 @@ def _timestamp(value: datetime | float | int) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class _Resolved:
+class _JobOptions:
     """Job options as a job takes them: defaults filled in, the retry policy built, absolute
     times parsed. A task resolves its defaults once, so that each of its jobs costs only
     its arguments (bulk enqueues build tens of thousands)."""
@@ -104,7 +104,7 @@ class _Resolved:
     ttl: float | None
 
     @classmethod
-    def of(cls, opts: Mapping[str, Any]) -> _Resolved:
+    def of(cls, opts: Mapping[str, Any]) -> _JobOptions:
         """From options built by App._build_options."""
         scheduled_at, expires_at = opts.get("scheduled_at"), opts.get("expires_at")
         return cls(
@@ -378,16 +378,16 @@ class App:
             raise UnknownTaskError(task, list(self.tasks))
         args, kwargs = list(args), dict(kwargs or {})
         if known is None:
-            resolved = _Resolved.of(self._build_options(options))
+            opts = _JobOptions.of(self._build_options(options))
         else:
-            resolved = (
-                _Resolved.of(self._build_options({**known.defaults, **options}))
+            opts = (
+                _JobOptions.of(self._build_options({**known.defaults, **options}))
                 if options
-                else known.resolved
+                else known._job_options
             )
             known.check_arguments(args, kwargs)
         payload = encode_payload(args, kwargs, self.settings.max_payload)
-        return resolved.job(task, payload, self.clock)
+        return opts.job(task, payload, self.clock)
 
     # -- async API ----------------------------------------------------------------------
 
@@ -617,8 +617,8 @@ class Task(Generic[P, R]):
         self.name = name
         self.executor = executor
         self.defaults = dict(defaults)
-        #: The defaults as its jobs take them (an invalid retry policy fails here).
-        self.resolved = _Resolved.of(self.defaults)
+        # The defaults as its jobs take them, worked out once (a bad retry policy fails here).
+        self._job_options = _JobOptions.of(self.defaults)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         params = self.signature.parameters.values()
