@@ -118,6 +118,23 @@ async def test_default_options_are_left_out_of_a_hash_and_read_as_defaults(
         await backend.close()
 
 
+async def test_a_job_stored_with_a_seq_and_no_rank_is_placed_by_its_seq(redis_server: str) -> None:
+    # Jobs stored before enqueue.lua kept a job's rank hold its seq: rank() works it out.
+    clock = FakeClock()
+    backend = connect(fresh_redis(redis_server), clock=clock)
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    try:
+        early, late = await backend.enqueue([Job(task="t", run_at=clock() + 5), Job(task="t")])
+        key = f"taskmill:{{default}}:job:{early.id}"
+        await backend._exec([("HDEL", key, "rank"), ("HSET", key, "seq", 1, "priority", 3)])
+        clock.advance(5)  # due: claim places it in the ready queue
+        taken = await backend.claim(["default"], "w1", 2, 30.0)
+        assert [j.id for j in taken] == [early.id, late.id]
+    finally:
+        await backend.close()
+
+
 async def test_a_queue_and_its_jobs_live_in_one_cluster_slot(redis_cluster: str) -> None:
     url = fresh_redis(redis_cluster)
     backend = connect(url)

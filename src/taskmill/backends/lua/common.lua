@@ -30,15 +30,16 @@ local function num(x)
   return string.format('%.17g', x)
 end
 
--- Highest priority first, then enqueue order: a job keeps its seq, so a retried or handed
--- back job keeps its place among the jobs of its priority.
+-- Highest priority first, then enqueue order: a job keeps its rank (see rank below), so a
+-- retried or handed back job keeps its place among the jobs of its priority.
 local function rank_of(priority, seq)
   return num((PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
 end
 
+-- A job's rank, as enqueue stored it; jobs stored before it did so have their seq instead.
 local function rank(key)
-  local priority, seq = unpack(redis.call('HMGET', key, 'priority', 'seq'))
-  return rank_of(priority or DEFAULT_PRIORITY, seq)
+  local stored, priority, seq = unpack(redis.call('HMGET', key, 'rank', 'priority', 'seq'))
+  return stored or rank_of(priority or DEFAULT_PRIORITY, seq)
 end
 
 -- Run `command key ...` over a long list of arguments, a chunk at a time: Lua's unpack takes

@@ -45,7 +45,7 @@ local owners = {}
 if IDS then
   for first = 1, count, CHUNK do
     local ids = {}
-    for j = first, math.min(first + CHUNK - 1, count) do ids[#ids + 1] = ARGV[FIRST + (j - 1) * STEP] end
+    for j = first, math.min(first + CHUNK - 1, count) do ids[j - first + 1] = ARGV[FIRST + (j - 1) * STEP] end
     for k, owner in ipairs(call('HMGET', IDS, unpack(ids))) do owners[first + k - 1] = owner end
   end
 end
@@ -75,14 +75,17 @@ for i = FIRST, #ARGV, STEP do
     elseif tonumber(run_at) > now then
       state = 'scheduled'
     end
+    -- The job keeps its rank for good (see rank in common.lua); %d: exact for any rank
+    -- (below 2^53), and cheaper than num()'s %.17g.
+    local rank = format('%d', base[s] + seq)
     local e = extra[s]
     -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper HSET.
     if not e then
       call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
-        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq)
+        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'rank', rank)
     else
       call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
-        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'seq', seq,
+        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'rank', rank,
         'priority', e[1], 'retries', e[2], 'spec', e[3], 'ttl', e[4])
     end
     if expires ~= '' then
@@ -90,8 +93,7 @@ for i = FIRST, #ARGV, STEP do
       expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
     end
     if state == 'pending' then
-      -- %d: exact for any rank (below 2^53), and cheaper than num()'s %.17g.
-      ready[nready + 1], ready[nready + 2], nready = format('%d', base[s] + seq), id, nready + 2
+      ready[nready + 1], ready[nready + 2], nready = rank, id, nready + 2
     else
       scheduled[nscheduled + 1], scheduled[nscheduled + 2] = run_at, id
       nscheduled = nscheduled + 2
