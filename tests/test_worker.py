@@ -26,6 +26,7 @@ from taskmill import (
     Worker,
     current_job,
 )
+from taskmill.app import BATCH
 from taskmill.job import Job
 from tests import sample_tasks
 from tests.conftest import FakeClock
@@ -381,6 +382,26 @@ async def test_caller_chosen_id_and_metadata(app: App) -> None:
     again = await noop.options(id="order-42").aenqueue()
     assert first.id == again.id == "order-42"
     assert (await app.aget("order-42")).metadata == {"user": 7}
+
+
+async def test_enqueue_many_takes_any_iterable_and_stores_nothing_if_one_item_is_bad(
+    app: App,
+) -> None:
+    @app.task
+    def echo(n: int) -> int:
+        return n
+
+    count = 2 * BATCH + 1  # three batches, the last of one job
+    items = (echo.prepare(n) if n % 2 else {"task": echo.name, "args": [n]} for n in range(count))
+    handles = await app.aenqueue_many(items)
+    assert [h.job.args for h in handles] == [[n] for n in range(count)]
+    backend = await app.backend()
+    assert len((await backend.list_jobs(limit=2 * count))[0]) == count
+    bad: list[Job | dict[str, Any]] = [echo.prepare(n) for n in range(BATCH)]
+    bad.append({"task": echo.name, "args": [1, 2]})
+    with pytest.raises(InvalidArgumentsError):
+        await app.aenqueue_many(bad)
+    assert len((await backend.list_jobs(limit=2 * count))[0]) == count
 
 
 async def test_job_times_come_from_the_options_else_from_the_enqueue(url: str) -> None:
