@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tracemalloc
+
 import pytest
 
 from taskmill import ConfigError, JobError, PayloadError, Priority, RetryPolicy, Settings
@@ -10,6 +13,7 @@ from taskmill.job import (
     JobState,
     decode_payload,
     encode_payload,
+    new_id,
     parse_duration,
     parse_priority,
 )
@@ -71,6 +75,17 @@ def test_payload_round_trip_and_limit() -> None:
         encode_payload([{1, 2}], {}, limit=1000)
 
 
+def test_a_payload_takes_about_its_size_in_memory() -> None:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        payloads = [encode_payload([i], {}, limit=1000) for i in range(100)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(payloads) == 100 and used < 100 * 200  # not a 4 KiB buffer each
+
+
 @pytest.mark.parametrize("data", [b"\xff", b"[1, 2]", b'{"args": {}}', b'{"kwargs": []}', b"nul"])
 def test_malformed_payloads_are_refused(data: bytes) -> None:
     with pytest.raises(PayloadError):
@@ -123,3 +138,20 @@ def test_settings_from_environment() -> None:
         Settings.from_env({"TASKMILL_LEASE": "long"})
     with pytest.raises(ConfigError, match="heartbeat"):
         Settings(lease=1.0, heartbeat=2.0)
+
+
+def test_ids_are_unique_time_ordered_and_not_shared_with_a_forked_child() -> None:
+    ids = [new_id() for _ in range(2000)]  # several blocks of random halves
+    assert len(set(ids)) == len(ids) and all(len(i) == 32 for i in ids)
+    assert ids[0][:12] <= ids[-1][:12]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, then out
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    # The parent's block still holds values the child would have taken without its own.
+    assert child[12:] != new_id()[12:]

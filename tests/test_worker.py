@@ -26,8 +26,10 @@ from taskmill import (
     Worker,
     current_job,
 )
+from taskmill.app import BATCH
 from taskmill.job import Job
 from tests import sample_tasks
+from tests.conftest import FakeClock
 
 
 @asynccontextmanager
@@ -380,6 +382,47 @@ async def test_caller_chosen_id_and_metadata(app: App) -> None:
     again = await noop.options(id="order-42").aenqueue()
     assert first.id == again.id == "order-42"
     assert (await app.aget("order-42")).metadata == {"user": 7}
+
+
+async def test_enqueue_many_takes_any_iterable_and_stores_nothing_if_one_item_is_bad(
+    app: App,
+) -> None:
+    @app.task
+    def echo(n: int) -> int:
+        return n
+
+    count = 2 * BATCH + 1  # three batches, the last of one job
+    items = (echo.prepare(n) if n % 2 else {"task": echo.name, "args": [n]} for n in range(count))
+    handles = await app.aenqueue_many(items)
+    assert [h.job.args for h in handles] == [[n] for n in range(count)]
+    backend = await app.backend()
+    assert len((await backend.list_jobs(limit=2 * count))[0]) == count
+    bad: list[Job | dict[str, Any]] = [echo.prepare(n) for n in range(BATCH)]
+    bad.append({"task": echo.name, "args": [1, 2]})
+    with pytest.raises(InvalidArgumentsError):
+        await app.aenqueue_many(bad)
+    assert len((await backend.list_jobs(limit=2 * count))[0]) == count
+
+
+async def test_job_times_come_from_the_options_else_from_the_enqueue(url: str) -> None:
+    clock = FakeClock()
+    app = App(url, clock=clock)
+
+    @app.task(ttl=60)
+    def noop() -> None: ...
+
+    built = noop.prepare()
+    assert (built.run_at, built.expires_at) == (0.0, clock() + 60)  # run_at 0: when stored
+    delayed = noop.options(delay=5, ttl=None).prepare()
+    at = noop.options(scheduled_at=clock() + 30, delay=5, expires_at=clock() + 90).prepare()
+    assert (delayed.run_at, delayed.expires_at) == (clock() + 5, None)
+    assert (at.run_at, at.expires_at) == (clock() + 30, clock() + 90)  # absolute ones win
+    clock.advance(10)
+    stored = await app.aenqueue_many([built, delayed, at])
+    assert [h.job.state for h in stored] == [JobState.PENDING, JobState.PENDING, JobState.SCHEDULED]
+    assert stored[0].job.run_at == stored[0].job.created_at == clock()
+    await app.aclose()
+    app.close()
 
 
 async def test_worker_registers_and_unregisters(app: App) -> None:

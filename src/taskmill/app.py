@@ -10,6 +10,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
@@ -38,16 +39,19 @@ from taskmill.errors import (
     UnknownTaskError,
 )
 from taskmill.job import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRIORITY,
     DEFAULT_QUEUE,
     DEFAULT_RESULT_TTL,
     Job,
     JobState,
     check_queue_name,
     encode_payload,
+    new_id,
     parse_duration,
     parse_priority,
 )
-from taskmill.retry import retry_policy
+from taskmill.retry import RetryPolicy, retry_policy
 from taskmill.scheduler import Schedules
 from taskmill.settings import Settings
 
@@ -81,6 +85,76 @@ def _timestamp(value: datetime | float | int) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JobError(f"expected a datetime or UNIX seconds, got {value!r}")
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _JobOptions:
+    """Job options as a job takes them: defaults filled in, the retry policy built, absolute
+    times parsed. A task resolves its defaults once, so that each of its jobs costs only
+    its arguments (bulk enqueues build tens of thousands)."""
+
+    queue: str
+    priority: int
+    max_retries: int
+    retry: RetryPolicy
+    timeout: float | None
+    result_ttl: float
+    metadata: dict[str, Any] | None
+    id: str | None
+    scheduled_at: float | None
+    expires_at: float | None
+    #: Relative to each job's making; None when an absolute time above takes precedence.
+    delay: float | None
+    ttl: float | None
+
+    @classmethod
+    def of(cls, opts: Mapping[str, Any]) -> _JobOptions:
+        """From options built by App._build_options."""
+        scheduled_at, expires_at = opts.get("scheduled_at"), opts.get("expires_at")
+        return cls(
+            queue=opts.get("queue", DEFAULT_QUEUE),
+            priority=opts.get("priority", DEFAULT_PRIORITY),
+            max_retries=opts.get("max_retries", DEFAULT_MAX_RETRIES),
+            retry=retry_policy(
+                opts.get("retry", "exponential"),
+                opts.get("retry_delay", 1.0),
+                opts.get("max_retry_delay", 3600.0),
+                opts.get("jitter", 0.1),
+            ),
+            timeout=opts.get("timeout"),
+            result_ttl=opts.get("result_ttl", DEFAULT_RESULT_TTL),
+            metadata=opts.get("metadata") or None,
+            id=opts.get("id") or None,
+            scheduled_at=None if scheduled_at is None else _timestamp(scheduled_at),
+            expires_at=None if expires_at is None else _timestamp(expires_at),
+            delay=(opts.get("delay") or None) if scheduled_at is None else None,
+            ttl=opts.get("ttl") if expires_at is None else None,
+        )
+
+    def job(self, task: str, payload: bytes, clock: Clock) -> Job:
+        run_at, expires_at = self.scheduled_at, self.expires_at
+        if self.delay is not None or self.ttl is not None:
+            now = clock()
+            if self.delay is not None:
+                run_at = now + self.delay
+            if self.ttl is not None:
+                expires_at = now + self.ttl
+        return Job(
+            task=task,
+            payload=payload,
+            id=self.id or new_id(),
+            queue=self.queue,
+            priority=self.priority,
+            max_retries=self.max_retries,
+            retry=self.retry,
+            timeout=self.timeout,
+            result_ttl=self.result_ttl,
+            expires_at=expires_at,
+            metadata={} if self.metadata is None else dict(self.metadata),
+            # 0 is "when stored" to every backend: a job with no time of its own runs from
+            # its enqueue rather than from when it was built.
+            run_at=run_at or 0.0,
+        )
 
 
 class _Portal:
@@ -316,44 +390,16 @@ class App:
             raise UnknownTaskError(task, list(self.tasks))
         args, kwargs = list(args), dict(kwargs or {})
         if known is None:
-            opts = self._build_options(options)
+            opts = _JobOptions.of(self._build_options(options))
         else:
-            opts = self._build_options({**known.defaults, **options}) if options else known.defaults
-        if known is not None:
+            opts = (
+                _JobOptions.of(self._build_options({**known.defaults, **options}))
+                if options
+                else known._job_options
+            )
             known.check_arguments(args, kwargs)
-        now = self.clock()
-        run_at = now
-        if opts.get("scheduled_at") is not None:
-            run_at = _timestamp(opts["scheduled_at"])
-        elif opts.get("delay"):
-            run_at = now + opts["delay"]
-        expires_at = None
-        if opts.get("expires_at") is not None:
-            expires_at = _timestamp(opts["expires_at"])
-        elif opts.get("ttl") is not None:
-            expires_at = now + opts["ttl"]
-        retry = retry_policy(
-            opts.get("retry", "exponential"),
-            opts.get("retry_delay", 1.0),
-            opts.get("max_retry_delay", 3600.0),
-            opts.get("jitter", 0.1),
-        )
-        job = Job(
-            task=task,
-            payload=encode_payload(args, kwargs, self.settings.max_payload),
-            queue=opts.get("queue", DEFAULT_QUEUE),
-            priority=opts.get("priority", 1),
-            max_retries=opts.get("max_retries", 3),
-            retry=retry,
-            timeout=opts.get("timeout"),
-            result_ttl=opts.get("result_ttl", DEFAULT_RESULT_TTL),
-            expires_at=expires_at,
-            metadata=dict(opts.get("metadata") or {}),
-            run_at=run_at,
-        )
-        if opts.get("id"):
-            job.id = opts["id"]
-        return job
+        payload = encode_payload(args, kwargs, self.settings.max_payload)
+        return opts.job(task, payload, self.clock)
 
     # -- async API ----------------------------------------------------------------------
 
@@ -398,11 +444,16 @@ class App:
                     stored += await enqueue_on(connection, records[i : i + BATCH], self.clock())
             return [JobHandle(self, job) for job in stored]
         backend = await self.backend()
-        # Batches go out together: while the backend stores one, the next is being encoded.
+
+        async def store(batch: list[Job]) -> list[JobHandle[Any]]:
+            return [JobHandle(self, job) for job in await backend.enqueue(batch)]
+
+        # Batches go out together: while the backend stores one, the next is being encoded,
+        # and the handles of one are made while it stores the next.
         batches = await asyncio.gather(
-            *(backend.enqueue(records[i : i + BATCH]) for i in range(0, len(records), BATCH))
+            *(store(records[i : i + BATCH]) for i in range(0, len(records), BATCH))
         )
-        return [JobHandle(self, job) for batch in batches for job in batch]
+        return [handle for batch in batches for handle in batch]
 
     def _check_postgres(self) -> None:
         """Jobs enqueued on a caller's connection go to PostgreSQL: so must the app's."""
@@ -599,6 +650,8 @@ class Task(Generic[P, R]):
         self.name = name
         self.executor = executor
         self.defaults = dict(defaults)
+        # The defaults as its jobs take them, worked out once (a bad retry policy fails here).
+        self._job_options = _JobOptions.of(self.defaults)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         params = self.signature.parameters.values()

@@ -71,6 +71,23 @@ async def test_enqueue_with_an_existing_id_keeps_the_first(backend: Backend) -> 
     assert sorted(j.id for j in jobs) == ["other", "same"]
 
 
+async def test_a_batch_answers_each_job_in_its_place(backend: Backend) -> None:
+    # New, repeated, existing and other-queue ids mixed, over two queues, in one batch
+    # longer than the Redis script's chunk of ids (1,000).
+    await backend.enqueue([make(id="old", queue="a", priority=3)])
+    jobs = [make(queue="ab"[i % 2], payload=b'{"args":[%d]}' % i) for i in range(1100)]
+    jobs[10] = make(id="old", queue="b")  # its id belongs to queue a: that job is the answer
+    jobs[1051] = make(id="old", queue="a")  # exists: kept
+    jobs[1061] = make(id=jobs[5].id, queue=jobs[5].queue)  # repeated: the first one stays
+    stored = await backend.enqueue(jobs)
+    assert [j.id for j in stored] == [j.id for j in jobs]
+    assert [(j.queue, j.priority) for j in (stored[10], stored[1051])] == [("a", 3)] * 2
+    assert stored[1061].args == stored[5].args == [5]
+    assert [j.args for j in stored[1000:1010]] == [[i] for i in range(1000, 1010)]
+    listed, _ = await backend.list_jobs(limit=2000)
+    assert len(listed) == 1 + 1100 - 3
+
+
 async def test_future_run_at_is_scheduled_and_waits(backend: Backend, clock: FakeClock) -> None:
     (job,) = await backend.enqueue([make(run_at=clock() + 10)])
     assert job.state == JobState.SCHEDULED

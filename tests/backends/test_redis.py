@@ -30,9 +30,10 @@ from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
 from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, QUEUE_KEYS, QUEUE_SCRIPTS
 from taskmill.errors import BackendError
-from taskmill.job import Job
+from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_TTL, Job
+from taskmill.retry import DEFAULT_RETRY
 from tests import sample_tasks
-from tests.conftest import RedisServer, free_port, fresh_redis
+from tests.conftest import FakeClock, RedisServer, free_port, fresh_redis
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -66,6 +67,73 @@ def test_every_script_documents_its_keys_and_arguments() -> None:
         source = lua(name)
         for i in {int(n) for n in re.findall(r"KEYS\[(\d+)\]", source)}:
             assert re.search(rf"^-- KEYS\[{i}\] -> taskmill:{{@}}:", source, re.MULTILINE)
+
+
+def test_the_scripts_know_the_job_models_defaults() -> None:
+    found = re.search(
+        r"DEFAULT_PRIORITY, DEFAULT_RETRIES, DEFAULT_TTL = (\d+), (\d+), (\d+)\n", lua("common")
+    )
+    assert found is not None
+    defaults = (DEFAULT_PRIORITY, DEFAULT_MAX_RETRIES, DEFAULT_RESULT_TTL)
+    assert tuple(int(n) for n in found.groups()) == defaults
+
+
+@pytest.mark.parametrize("server", ["redis_server", "redis_cluster"])
+async def test_default_options_are_left_out_of_a_hash_and_read_as_defaults(
+    server: str, request: pytest.FixtureRequest
+) -> None:
+    clock = FakeClock()
+    backend = connect(fresh_redis(request.getfixturevalue(server)), clock=clock)
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    try:
+        jobs = [Job(task="t"), Job(task="t", priority=3), Job(task="t", run_at=clock() + 5)]
+        await backend.enqueue(jobs)
+        fields = await backend._exec([("HKEYS", f"taskmill:{{default}}:job:{j.id}") for j in jobs])
+        optional = {b"priority", b"retries", b"spec", b"ttl"}
+        assert [optional & set(f) for f in fields] == [set(), optional, set()]
+        got = await backend.get(jobs[0].id)
+        assert got is not None
+        assert (got.priority, got.max_retries, got.retry, got.result_ttl, got.timeout) == (
+            DEFAULT_PRIORITY, DEFAULT_MAX_RETRIES, DEFAULT_RETRY, DEFAULT_RESULT_TTL, None,
+        )  # fmt: skip
+        clock.advance(5)  # the scheduled one is due: counted at the default priority
+        (info,) = await backend.list_queues()
+        assert info.ready_by_priority == {3: 1, DEFAULT_PRIORITY: 2}
+        # Lost leases: the rescue reads the default retries and spec, and places the job of
+        # default priority behind the one of priority 3 again.
+        first, lost = await backend.claim(["default"], "w1", 2, 1.0)
+        assert (first.id, lost.id) == (jobs[1].id, jobs[0].id)
+        clock.advance(2)
+        assert await backend.maintain() == 2
+        clock.advance(2)  # past their backoff (the default policy's: 1 s)
+        again = await backend.claim(["default"], "w1", 3, 30.0)
+        assert [j.id for j in again] == [jobs[1].id, jobs[0].id, jobs[2].id]
+        assert again[1].state == JobState.RUNNING and again[1].attempts == 2
+        # It succeeds: kept for the default result_ttl.
+        token = again[1].token or ""
+        assert await backend.finish([Outcome(jobs[0].id, token, JobState.SUCCEEDED)]) == [True]
+        (done,) = await backend._exec([("ZSCORE", "taskmill:{default}:done", jobs[0].id)])
+        assert float(done) == clock() + DEFAULT_RESULT_TTL
+    finally:
+        await backend.close()
+
+
+async def test_a_job_stored_with_a_seq_and_no_rank_is_placed_by_its_seq(redis_server: str) -> None:
+    # Jobs stored before enqueue.lua kept a job's rank hold its seq: rank() works it out.
+    clock = FakeClock()
+    backend = connect(fresh_redis(redis_server), clock=clock)
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    try:
+        early, late = await backend.enqueue([Job(task="t", run_at=clock() + 5), Job(task="t")])
+        key = f"taskmill:{{default}}:job:{early.id}"
+        await backend._exec([("HDEL", key, "rank"), ("HSET", key, "seq", 1, "priority", 3)])
+        clock.advance(5)  # due: claim places it in the ready queue
+        taken = await backend.claim(["default"], "w1", 2, 30.0)
+        assert [j.id for j in taken] == [early.id, late.id]
+    finally:
+        await backend.close()
 
 
 async def test_a_queue_and_its_jobs_live_in_one_cluster_slot(redis_cluster: str) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -65,7 +66,17 @@ from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_schedules import RedisSchedules
 from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
+from taskmill.job import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_PRIORITY,
+    DEFAULT_RESULT_TTL,
+    AttemptError,
+    Job,
+    JobState,
+    decode,
+    decode_spec,
+    encode_spec,
+)
 
 PREFIX = "taskmill"
 IDS = f"{PREFIX}:{{@}}:ids"
@@ -88,14 +99,18 @@ _OUTCOMES = frozenset(
 )
 
 _last_lseq = 0
+_lseq_lock = threading.Lock()
 
 
-def _lseq(now: float) -> int:
-    """The listing seq of a new job: microseconds of the clock, strictly increasing within a
-    process (so a batch keeps its order), and exact in a zset score (a double)."""
+def _lseqs(now: float, count: int) -> int:
+    """The first of `count` consecutive listing seqs for new jobs: microseconds of the
+    clock, strictly increasing within a process (so a batch keeps its order, and threads
+    enqueueing at once never share one), and exact in a zset score (a double)."""
     global _last_lseq
-    _last_lseq = max(_last_lseq + 1, int(now * 1_000_000))
-    return _last_lseq
+    with _lseq_lock:
+        first = max(_last_lseq + 1, int(now * 1_000_000))
+        _last_lseq = first + count - 1
+    return first
 
 
 def _noscript(result: Any) -> bool:
@@ -111,10 +126,13 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 
 _STATES = {state.value.encode(): state for state in JobState}
+#: What a call to Redis may raise; the backend raises it again as BackendError.
+_FAILURES = (RedisError, ReplyError, OSError)
 
 
 def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
-    """A Job from its hash (the fields written by lua/enqueue.lua and the others)."""
+    """A Job from its hash (the fields written by lua/enqueue.lua and the others; a
+    priority, retries or spec left out holds the default)."""
     errors, result = f.get(b"errors"), f.get(b"result")
     worker, token = f.get(b"worker"), f.get(b"token")
     job = Job(
@@ -122,9 +140,9 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         payload=f[b"payload"],
         id=f[b"id"].decode(),
         queue=queue,
-        priority=int(f[b"priority"]),
+        priority=int(f.get(b"priority", DEFAULT_PRIORITY)),
         state=_STATES[f[b"state"]],
-        max_retries=int(f[b"retries"]),
+        max_retries=int(f.get(b"retries", DEFAULT_MAX_RETRIES)),
         expires_at=_opt(f.get(b"expires")),
         created_at=float(f[b"created"]),
         run_at=float(f[b"run_at"]),
@@ -139,7 +157,7 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         progress=_opt(f.get(b"progress")),
         cancel_requested=f.get(b"cancel") == b"1",
     )
-    job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f[b"spec"])
+    job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f.get(b"spec", b"{}"))
     if metadata:
         job.metadata = dict(metadata)
     return job
@@ -275,8 +293,11 @@ class RedisBackend(RedisSchedules, Backend):
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except (RedisError, ReplyError, OSError) as exc:
-            raise BackendError(f"Redis {self._where()}: {type(exc).__name__}: {exc}") from exc
+        except _FAILURES as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: BaseException) -> BackendError:
+        return BackendError(f"Redis {self._where()}: {type(exc).__name__}: {exc}")
 
     def _where(self) -> str:
         parts = urlsplit(self.url)
@@ -291,7 +312,8 @@ class RedisBackend(RedisSchedules, Backend):
             ("EVALSHA", SCRIPTS[op[1]].sha, len(op[2]), *op[2], *op[3]) if op[0] == "script" else op
             for op in ops
         ]
-        with self._errors():
+        # Not self._errors(): that context manager costs about 1 us, and every call comes here.
+        try:
             results = await self._redis.execute(commands)
             lost = [i for i, r in enumerate(results) if _noscript(r)]
             if lost:  # a restarted or new server: those did not run, so run them again
@@ -299,12 +321,14 @@ class RedisBackend(RedisSchedules, Backend):
                 again = await self._redis.execute([commands[i] for i in lost])
                 for i, result in zip(lost, again, strict=True):
                     results[i] = result
+        except _FAILURES as exc:
+            raise self._failure(exc) from exc
         for result in results:
             if isinstance(result, ReplyError):
                 raise BackendError(f"Redis {self._where()}: {result}")
         return results
 
-    async def _script(self, name: str, keys: list[str], args: Sequence[Any]) -> Any:
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         (result,) = await self._exec([("script", name, keys, args)])
         return result
 
@@ -327,7 +351,7 @@ class RedisBackend(RedisSchedules, Backend):
     async def _owner(self, job_id: str) -> str | None:
         return (await self._owners([job_id])).get(job_id)
 
-    def _keys(self, queue: str) -> list[str]:
+    def _keys(self, queue: str) -> tuple[str, ...]:
         return queue_keys(PREFIX, queue)
 
     async def open(self) -> None:
@@ -361,22 +385,22 @@ class RedisBackend(RedisSchedules, Backend):
         for job in records:
             job.created_at, job.run_at = now, job.run_at or now
             job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
+        out: list[Job | str]
         if self.cluster:  # ids first, in their own slot; see the module docstring
             ids = [value for job in records for value in (job.id, job.queue)]
-            owners = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
-            mine = [i for i, job in enumerate(records) if owners[i] == job.queue]
-            out: dict[int, Job | str] = dict(
-                zip(mine, await self._store(now, [records[i] for i in mine]), strict=True)
-            )
-            out |= {i: owners[i] for i, job in enumerate(records) if owners[i] != job.queue}
+            out = [o.decode() for o in await self._script("register", [IDS, QUEUES], ids)]
+            mine = [i for i, job in enumerate(records) if out[i] == job.queue]
+            stored = await self._store(now, [records[i] for i in mine])
+            for i, record in zip(mine, stored, strict=True):
+                out[i] = record
         else:
-            out = dict(enumerate(await self._store(now, records)))
+            out = await self._store(now, records)
         # Ids that belong to another queue: that queue's job is the answer.
-        theirs = {i: owner for i, owner in out.items() if isinstance(owner, str)}
+        theirs = [(i, owner) for i, owner in enumerate(out) if isinstance(owner, str)]
         if theirs:
-            ops = [("HGETALL", self._keys(q)[0] + records[i].id) for i, q in theirs.items()]
+            ops = [("HGETALL", self._keys(q)[0] + records[i].id) for i, q in theirs]
             stale = []
-            for (i, owner), fields in zip(theirs.items(), await self._exec(ops), strict=True):
+            for (i, owner), fields in zip(theirs, await self._exec(ops), strict=True):
                 if fields:
                     out[i] = _job(owner, _pairs(fields))
                 else:  # the id outlived its job (pruned, deleted): it is free again
@@ -384,48 +408,56 @@ class RedisBackend(RedisSchedules, Backend):
             if stale:
                 await self._exec([("HSET", IDS, records[i].id, records[i].queue) for i in stale])
                 await self._exec([("SADD", QUEUES, *{records[i].queue for i in stale})])
-                stored = await self._store(now, [records[i] for i in stale])
-                out |= dict(zip(stale, stored, strict=True))
+                again = await self._store(now, [records[i] for i in stale])
+                for i, record in zip(stale, again, strict=True):
+                    out[i] = record
         # Every id now has its record.
-        return cast(list[Job], [out[i] for i in range(len(records))])
+        return cast(list[Job], out)
 
     async def _store(self, now: float, jobs: Sequence[Job]) -> list[Job | str]:
         """Run enqueue.lua: per job, the record, or the queue its id belongs to."""
         # Listing seqs in call order: grouping by queue must not reorder the newest-first list.
-        lseqs = {id(job): _lseq(now) for job in jobs}
-        by_queue: dict[str, list[Job]] = {}
-        for job in jobs:
-            by_queue.setdefault(job.queue, []).append(job)
-        ops = [
-            (
-                "script",
-                "enqueue",
-                self._keys(queue) if self.cluster else [*self._keys(queue), IDS, QUEUES],
-                [now, queue, *self._enqueue_args(group, lseqs)],
-            )
-            for queue, group in by_queue.items()
-        ]
-        results = await self._exec(ops)
-        stored: dict[int, Job | str] = {}
-        for (queue, group), result in zip(by_queue.items(), results, strict=True):
-            for job, existing in zip(group, result, strict=True):
-                stored[id(job)] = (
-                    job
-                    if existing == 0
-                    else existing.decode()
+        first = _lseqs(now, len(jobs))
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(job.queue, []).append(i)
+        ops = []
+        for queue, group in groups.items():
+            # enqueue.lua's arguments: the options that jobs share, once, then each job.
+            sets: dict[tuple[Any, ...], int] = {}
+            options: list[Any] = []
+            each: list[Any] = []
+            for i in group:
+                job = jobs[i]
+                spec = encode_spec(job)
+                shared = (job.task, job.priority, job.max_retries, spec, job.result_ttl)
+                number = sets.get(shared)
+                if number is None:
+                    number = sets[shared] = len(sets) + 1
+                    # '' for a default: left out of the hash (_job reads it back).
+                    options += (
+                        job.task,
+                        "" if job.priority == DEFAULT_PRIORITY else job.priority,
+                        "" if job.max_retries == DEFAULT_MAX_RETRIES else job.max_retries,
+                        "" if spec == b"{}" else spec,
+                        "" if job.result_ttl == DEFAULT_RESULT_TTL else job.result_ttl,
+                    )
+                each += (
+                    job.id, job.payload, number, "" if job.run_at == now else job.run_at,
+                    "" if job.expires_at is None else job.expires_at, first + i,
+                )  # fmt: skip
+            keys = queue_keys(PREFIX, queue, *(() if self.cluster else (IDS, QUEUES)))
+            ops.append(("script", "enqueue", keys, [now, queue, len(sets), *options, *each]))
+        stored: list[Job | str] = list(jobs)
+        for (queue, group), missed in zip(groups.items(), await self._exec(ops), strict=True):
+            for k in range(0, len(missed), 2):  # the jobs not stored, by position
+                existing = missed[k + 1]
+                stored[group[missed[k] - 1]] = (
+                    existing.decode()
                     if isinstance(existing, bytes)
                     else _job(queue, _pairs(existing))
                 )
-        return [stored[id(job)] for job in jobs]
-
-    def _enqueue_args(self, jobs: Sequence[Job], lseqs: Mapping[int, int]) -> Iterator[Any]:
-        for job in jobs:
-            spec = encode_spec(job)
-            yield from (
-                job.id, job.task, job.payload, job.priority, job.max_retries, spec,
-                job.result_ttl, job.run_at, "" if job.expires_at is None else job.expires_at,
-                lseqs[id(job)],
-            )  # fmt: skip
+        return stored
 
     async def get(self, job_id: str) -> Job | None:
         queue = await self._owner(job_id)

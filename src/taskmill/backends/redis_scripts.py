@@ -7,6 +7,7 @@ keys shared by every queue.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from importlib.resources import files
@@ -48,6 +49,8 @@ def load() -> dict[str, Script]:
 SCRIPTS = load()
 
 
-def queue_keys(prefix: str, queue: str) -> list[str]:
-    """KEYS of a per-queue script: every key carries the {queue} hash tag (one slot)."""
-    return [f"{prefix}:{{{queue}}}:{suffix}" for suffix in QUEUE_KEYS]
+@functools.lru_cache(maxsize=1024)
+def queue_keys(prefix: str, queue: str, *extra: str) -> tuple[str, ...]:
+    """KEYS of a per-queue script: every key carries the {queue} hash tag (one slot); then
+    `extra` keys, if the script takes more. Built once per queue: every call needs them."""
+    return (*(f"{prefix}:{{{queue}}}:{suffix}" for suffix in QUEUE_KEYS), *extra)

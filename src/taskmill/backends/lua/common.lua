@@ -18,6 +18,9 @@ local PREFIX, READY, SCHEDULED, LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local EXPIRING, DONE, DEAD, ALL, STATS, WAKE = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 -- Keep in step with backends/redis.py.
 local PRIORITY_MAX, SEQ_BITS, WAKE_CAP = 100, 2 ^ 40, 16
+-- The job model's defaults (job.py): enqueue leaves a job's priority, retries, spec and ttl
+-- fields out when they hold these, so a missing field means its default.
+local DEFAULT_PRIORITY, DEFAULT_RETRIES, DEFAULT_TTL = 1, 3, 86400
 -- base.THROUGHPUT_WINDOW: how long the fin:<second> counters are kept and summed.
 local THROUGHPUT_WINDOW = 60
 local WAITING = {pending = true, scheduled = true, retrying = true}
@@ -27,14 +30,16 @@ local function num(x)
   return string.format('%.17g', x)
 end
 
--- Highest priority first, then enqueue order: a job keeps its seq, so a retried or handed
--- back job keeps its place among the jobs of its priority.
+-- Highest priority first, then enqueue order: a job keeps its rank (see rank below), so a
+-- retried or handed back job keeps its place among the jobs of its priority.
 local function rank_of(priority, seq)
   return num((PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
 end
 
+-- A job's rank, as enqueue stored it; jobs stored before it did so have their seq instead.
 local function rank(key)
-  return rank_of(unpack(redis.call('HMGET', key, 'priority', 'seq')))
+  local stored, priority, seq = unpack(redis.call('HMGET', key, 'rank', 'priority', 'seq'))
+  return stored or rank_of(priority or DEFAULT_PRIORITY, seq)
 end
 
 -- Run `command key ...` over a long list of arguments, a chunk at a time: Lua's unpack takes
@@ -96,7 +101,8 @@ local function finished(id, key, state, now)
   if state == 'dead' then
     redis.call('ZADD', DEAD, redis.call('HGET', key, 'lseq'), id)
   else
-    redis.call('ZADD', DONE, num(now + tonumber(redis.call('HGET', key, 'ttl'))), id)
+    local ttl = tonumber(redis.call('HGET', key, 'ttl')) or DEFAULT_TTL
+    redis.call('ZADD', DONE, num(now + ttl), id)
   end
 end
 

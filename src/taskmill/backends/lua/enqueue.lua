@@ -5,60 +5,104 @@
 --   with them this script records the ids itself (on a cluster, register.lua did).
 -- ARGV[1]    -> now
 -- ARGV[2]    -> the queue's name
--- ARGV[3..]  -> per job, 10 values: id, task, payload, priority, max_retries, spec (JSON),
---               result_ttl, run_at, expires_at ('' for none), listing seq
--- Returns, per job: 0 if stored; the existing record (HGETALL) if its id is in this queue;
--- else the name of the queue its id belongs to.
-local now, queue = tonumber(ARGV[1]), ARGV[2]
+-- ARGV[3]    -> how many option sets follow (the jobs of a task mostly share one)
+-- ARGV[4..]  -> per option set, 5 values: task, priority, max_retries, spec (JSON),
+--               result_ttl; '' for a priority, max_retries, spec or result_ttl that is the
+--               default: those fields are then left out of the hash (see common.lua)
+-- then       -> per job, 6 values: id, payload, its option set (1-based), run_at ('' for
+--               now), expires_at ('' for none), listing seq
+-- Returns the jobs not stored, as {position (1-based), value} pairs (flat): the existing
+-- record (HGETALL) if its id is in this queue, else the name of the queue it belongs to.
+-- Bulk enqueues run this over thousands of jobs: what jobs share is sent and worked out
+-- once per option set, and the loop keeps to locals and counters.
+local call, format, tonumber = redis.call, string.format, tonumber
+local now, queue, created = tonumber(ARGV[1]), ARGV[2], ARGV[1]
 local IDS, QUEUES = KEYS[11], KEYS[12]
-local STEP = 10
-local count = (#ARGV - 2) / STEP
+local sets = tonumber(ARGV[3])
+local FIRST, STEP = 4 + sets * 5, 6
+local count = (#ARGV - FIRST + 1) / STEP
 -- Ids looked up per HMGET (Lua's unpack takes a few thousand values).
 local CHUNK = 1000
+
+-- Per option set, by its number as the jobs give it (a string): the task; the fields
+-- that are not defaults, if any; the base of a ready job's rank (see rank_of in common.lua).
+local task, extra, base = {}, {}, {}
+for s = 1, sets do
+  local o = 4 + (s - 1) * 5
+  local priority, retries, spec, ttl = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4]
+  local n = tostring(s)
+  task[n] = ARGV[o]
+  if priority ~= '' or retries ~= '' or spec ~= '' or ttl ~= '' then
+    -- All four, not only those that differ: an HSET of fixed shape costs less than one built.
+    extra[n] = {priority == '' and DEFAULT_PRIORITY or priority,
+      retries == '' and DEFAULT_RETRIES or retries, spec == '' and '{}' or spec,
+      ttl == '' and DEFAULT_TTL or ttl}
+  end
+  base[n] = (PRIORITY_MAX - (tonumber(priority) or DEFAULT_PRIORITY)) * SEQ_BITS
+end
 
 local owners = {}
 if IDS then
   for first = 1, count, CHUNK do
     local ids = {}
-    for j = first, math.min(first + CHUNK - 1, count) do ids[#ids + 1] = ARGV[3 + (j - 1) * STEP] end
-    for k, owner in ipairs(redis.call('HMGET', IDS, unpack(ids))) do owners[first + k - 1] = owner end
+    for j = first, math.min(first + CHUNK - 1, count) do ids[j - first + 1] = ARGV[FIRST + (j - 1) * STEP] end
+    for k, owner in ipairs(call('HMGET', IDS, unpack(ids))) do owners[first + k - 1] = owner end
   end
 end
 
-local out, seen = {}, {}
+local out, nout, seen = {}, 0, {}
+-- ZADD and HSET arguments, each list with its length.
 local ready, scheduled, all, expiring, registered = {}, {}, {}, {}, {}
-local counts = {pending = 0, scheduled = 0}
-local seq = tonumber(redis.call('HINCRBY', STATS, 'seq', count)) - count
-for j = 1, count do
-  local i = 3 + (j - 1) * STEP
-  local id, priority, run_at, expires, lseq = ARGV[i], ARGV[i + 3], ARGV[i + 7], ARGV[i + 8], ARGV[i + 9]
+local nready, nscheduled, nall, nexpiring, nregistered = 0, 0, 0, 0, 0
+local seq = tonumber(call('HINCRBY', STATS, 'seq', count)) - count
+local j = 0
+for i = FIRST, #ARGV, STEP do
+  j = j + 1
+  local id = ARGV[i]
   local key = PREFIX .. id
   local owner = owners[j]
   if owner and owner ~= queue then
-    out[j] = owner
-  elseif seen[id] or ((owner or not IDS) and redis.call('EXISTS', key) == 1) then
-    out[j] = redis.call('HGETALL', key)
+    out[nout + 1], out[nout + 2], nout = j, owner, nout + 2
+  elseif seen[id] or ((owner or not IDS) and call('EXISTS', key) == 1) then
+    out[nout + 1], out[nout + 2], nout = j, call('HGETALL', key), nout + 2
   else
     seen[id] = true
     seq = seq + 1
+    local s, run_at, expires, lseq = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
     local state = 'pending'
-    if tonumber(run_at) > now then state = 'scheduled' end
-    counts[state] = counts[state] + 1
-    redis.call('HSET', key, 'id', id, 'task', ARGV[i + 1], 'payload', ARGV[i + 2],
-      'priority', priority, 'retries', ARGV[i + 4], 'spec', ARGV[i + 5], 'ttl', ARGV[i + 6],
-      'run_at', run_at, 'created', ARGV[1], 'state', state, 'lseq', lseq, 'seq', seq)
+    if run_at == '' then
+      run_at = created
+    elseif tonumber(run_at) > now then
+      state = 'scheduled'
+    end
+    -- The job keeps its rank for good (see rank in common.lua); %d: exact for any rank
+    -- (below 2^53), and cheaper than num()'s %.17g.
+    local rank = format('%d', base[s] + seq)
+    local e = extra[s]
+    -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper HSET.
+    if not e then
+      call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
+        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'rank', rank)
+    else
+      call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
+        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'rank', rank,
+        'priority', e[1], 'retries', e[2], 'spec', e[3], 'ttl', e[4])
+    end
     if expires ~= '' then
-      redis.call('HSET', key, 'expires', expires)
-      push(expiring, expires, id)
+      call('HSET', key, 'expires', expires)
+      expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
     end
     if state == 'pending' then
-      push(ready, rank_of(priority, seq), id)
+      ready[nready + 1], ready[nready + 2], nready = rank, id, nready + 2
     else
-      push(scheduled, run_at, id)
+      scheduled[nscheduled + 1], scheduled[nscheduled + 2] = run_at, id
+      nscheduled = nscheduled + 2
     end
-    push(all, lseq, id)
-    if not owner then push(registered, id, queue) end
-    out[j] = 0
+    all[nall + 1], all[nall + 2], nall = lseq, id, nall + 2
+    if not owner then
+      registered[nregistered + 1], registered[nregistered + 2] = id, queue
+      nregistered = nregistered + 2
+    end
   end
 end
 
@@ -68,10 +112,9 @@ chunked('ZADD', EXPIRING, expiring)
 chunked('ZADD', ALL, all)
 if IDS then
   chunked('HSET', IDS, registered)
-  if #registered > 0 then redis.call('SADD', QUEUES, queue) end
+  if nregistered > 0 then call('SADD', QUEUES, queue) end
 end
-for state, n in pairs(counts) do
-  if n > 0 then redis.call('HINCRBY', STATS, state, n) end
-end
-wake(#ready / 2 + #scheduled / 2)
+if nready > 0 then call('HINCRBY', STATS, 'pending', nready / 2) end
+if nscheduled > 0 then call('HINCRBY', STATS, 'scheduled', nscheduled / 2) end
+wake((nready + nscheduled) / 2)
 return out

@@ -43,7 +43,7 @@ for i = 3, #ARGV, 7 do
       else
         redis.call('HSET', key, 'state', state, 'finished', ARGV[1])
       end
-      push(done, num(now + tonumber(ttl)), id)
+      push(done, num(now + (tonumber(ttl) or DEFAULT_TTL)), id)
     elseif state == 'dead' then
       redis.call('HSET', key, 'state', state, 'finished', ARGV[1])
       redis.call('ZADD', DEAD, redis.call('HGET', key, 'lseq'), id)

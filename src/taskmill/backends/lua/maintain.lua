@@ -18,7 +18,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. ARGV[1], 
   expired[#expired + 1] = id
   expired[#expired + 1] = token
   expired[#expired + 1] = attempts
-  expired[#expired + 1] = spec
+  expired[#expired + 1] = spec or '{}'
   expired[#expired + 1] = worker or ''
 end
 local stale = {}

@@ -17,7 +17,7 @@ for i = 2, #ARGV, 4 do
     redis.call('ZREM', LEASES, id)
     redis.call('HDEL', key, 'token', 'lease')
     append_error(key, ARGV[i + 3])
-    if cancel == '1' or tonumber(attempts) > tonumber(retries) then
+    if cancel == '1' or tonumber(attempts) > (tonumber(retries) or DEFAULT_RETRIES) then
       state = 'dead'
       if cancel == '1' then state = 'cancelled' end
       move(key, 'running', state)

@@ -26,8 +26,11 @@ end
 -- Scheduled jobs whose time has come wait in SCHEDULED until a claim moves them.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
   consider(id)
-  local priority = tonumber(redis.call('HGET', PREFIX .. id, 'priority'))
-  if priority then due[priority] = (due[priority] or 0) + 1 end
+  local exists, priority = unpack(redis.call('HMGET', PREFIX .. id, 'id', 'priority'))
+  if exists then
+    priority = tonumber(priority) or DEFAULT_PRIORITY
+    due[priority] = (due[priority] or 0) + 1
+  end
 end
 local created = ''
 if oldest then created = num(oldest) end
