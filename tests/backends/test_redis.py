@@ -212,6 +212,20 @@ async def test_a_wait_cancelled_after_its_claim_ran_hands_the_job_back(
         await producer.close()
 
 
+async def test_a_workers_claims_keep_one_replay_list_per_queue(redis_server: str) -> None:
+    url = fresh_redis(redis_server)
+    backend = RedisBackend(url)
+    await backend.open()
+    try:
+        await backend.enqueue([Job(task="t") for _ in range(50)])
+        for _ in range(10):
+            assert len(await backend.claim(["default"], "w1", 5, 30.0)) == 5
+        (lists,) = await backend._exec([("KEYS", "taskmill:{default}:claim:*")])
+        assert len(lists) == 1
+    finally:
+        await backend.close()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -179,7 +179,7 @@ class _Claim:
 
     def __init__(
         self,
-        keys: Callable[[str, str], list[str]],
+        keys: Callable[[str, str, str], list[str]],
         queue: str,
         worker_id: str,
         limit: int,
@@ -187,7 +187,7 @@ class _Claim:
     ) -> None:
         self.queue, self.worker_id, self.limit, self.lease = queue, worker_id, limit, lease
         self.nonce = os.urandom(8).hex()
-        self.keys = keys(queue, self.nonce)
+        self.keys = keys(queue, self.nonce, worker_id)
         #: The caller's clock minus the server's (see claim.lua's ARGV[6]).
         self.offset = 0.0
 
@@ -285,6 +285,9 @@ class RedisBackend(RedisSchedules, Backend):
         # The queue of each job this instance claimed and has not finished yet, so that
         # heartbeat and finish need no lookup.
         self._queue_of: dict[str, str] = {}
+        # Per (worker, queue), the key of the last claim that took jobs, which the next
+        # claim deletes (see lua/claim.lua).
+        self._last_claim: dict[tuple[str, str], str] = {}
         self._closer: AsyncIterator[None] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -576,10 +579,14 @@ class RedisBackend(RedisSchedules, Backend):
         jobs = claim.jobs(reply)
         for job in jobs:
             self._queue_of[job.id] = claim.queue
+        if jobs:  # a claim that took nothing left no list
+            self._last_claim[claim.worker_id, claim.queue] = claim.keys[10]
         return jobs
 
-    def _claim_keys(self, queue: str, nonce: str) -> list[str]:
-        return [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
+    def _claim_keys(self, queue: str, nonce: str, worker_id: str) -> list[str]:
+        keys = [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
+        previous = self._last_claim.pop((worker_id, queue), None)
+        return keys if previous is None else [*keys, previous]
 
     async def _block(
         self, keys: list[str], timeout: float, claim: _Claim | None

@@ -4,6 +4,9 @@
 --   KEYS[11] -> taskmill:{q}:claim:<nonce>  list: the ids this call took, kept a minute so
 --               that the client's retry of a call whose reply was lost (a dropped
 --               connection) gets the same jobs, instead of leaving them running unseen
+--   KEYS[12] -> optional: taskmill:{q}:claim:<nonce> of the same caller's previous claim
+--               of this queue, whose reply it has had: deleted, so that under load the
+--               lists of a minute of claims do not pile up
 -- ARGV[1] -> now
 -- ARGV[2] -> limit
 -- ARGV[3] -> worker id
@@ -17,6 +20,7 @@
 -- running, attempts + 1, token, worker, started = now, lease = now + lease), 0 when a retry
 -- replays an earlier call.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if KEYS[12] then redis.call('DEL', KEYS[12]) end
 if ARGV[6] then
   local time = redis.call('TIME')
   now = math.max(now, tonumber(time[1]) + tonumber(time[2]) / 1e6 + tonumber(ARGV[6]))
