@@ -294,6 +294,39 @@ def test_the_sync_api_enqueues_on_a_connection_of_its_thread_and_reconnects(
         app.close()
 
 
+async def test_a_waiting_worker_claims_on_the_listening_connection(postgres_url: str) -> None:
+    """Its server process has just sent the notification: no other one need wake."""
+    name = f"listen-{os.getpid()}"
+    url = f"{postgres_url}&application_name={name}"
+    backend, producer = PostgresBackend(url), connect(url)
+    await backend.open()
+    await producer.open()
+
+    async def last_query(pid: int | None = None) -> list[tuple[int, str]]:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            cursor = await conn.execute(
+                "SELECT pid, query FROM pg_stat_activity WHERE application_name = %s "
+                "AND (%s::int IS NULL OR pid = %s)",
+                [name, pid, pid],
+            )
+            return await cursor.fetchall()
+
+    try:
+        waiter = asyncio.create_task(backend.wait_and_claim(["default"], "w1", 5, 30.0, 10.0))
+        await asyncio.sleep(0)  # the waiter registers, and starts the listener
+        assert backend._listener is not None
+        await asyncio.wait_for(backend._listener.listening.wait(), 5.0)
+        (listening,) = [pid for pid, q in await last_query() if q == "LISTEN taskmill"]
+        (job,) = await producer.enqueue([Job("t")])
+        (taken,) = await asyncio.wait_for(waiter, 5.0)
+        assert (taken.id, taken.state) == (job.id, JobState.RUNNING)
+        ((_, query),) = await last_query(listening)
+        assert "taskmill_claim" in query
+    finally:
+        await backend.close()
+        await producer.close()
+
+
 # -- worker processes: one LISTEN connection each, restarts of the server ------------------
 
 

@@ -79,6 +79,14 @@ def _where(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
 
 
+def _claimed(order: list[str], rows: list[tuple[Any, ...]]) -> list[Job]:
+    """The jobs of a claim's rows, in claim order: the function returns them in none
+    (row[2] is the queue, row[3] the priority, row[-1] seq)."""
+    rank = {queue: i for i, queue in enumerate(order)}
+    rows.sort(key=lambda row: (rank[row[2]], -row[3], row[-1]))
+    return [job(row) for row in rows]
+
+
 class ThreadEnqueuer:
     """Enqueue for the sync API, in the calling thread, on an autocommit connection of
     that thread's own: with no hop to the event loop's thread, which costs about a quarter
@@ -272,35 +280,83 @@ class PostgresBackend(PostgresSchedules, Backend):
         order = list(dict.fromkeys(queues))
         if limit <= 0 or not order:
             return []
+        rows = await self._rows("claim", self._claim_params(order, worker_id, limit, lease))
+        return _claimed(order, rows)
+
+    def _claim_params(
+        self, order: list[str], worker_id: str, limit: int, lease: float
+    ) -> dict[str, Any]:
         now = self.clock()
-        params = {
+        return {
             "queues": order,
             "worker": worker_id,
             "limit": limit,
             "now": now,
             "lease_until": now + lease,
         }
-        rows = await self._rows("claim", params)
-        # The function returns rows in no particular order; row[-1] is seq.
-        rank = {queue: i for i, queue in enumerate(order)}
-        rows.sort(key=lambda row: (rank[row[2]], -row[3], row[-1]))
-        return [job(row) for row in rows]
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        await self._wait(list(dict.fromkeys(queues)), timeout, None)
+
+    async def wait_and_claim(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
+    ) -> list[Job]:
+        order = list(dict.fromkeys(queues))
+        taken: list[Job] = []
+        gone, running = False, asyncio.get_running_loop().create_future()
+        running.set_result(None)
+
+        async def on_the_listener(conn: AsyncConnection[Any]) -> None:
+            nonlocal running
+            if gone:
+                return
+            running = asyncio.get_running_loop().create_future()
+            try:
+                params = self._claim_params(order, worker_id, limit, lease)
+                rows = await (await conn.execute(QUERIES["claim"], params)).fetchall()
+                taken.extend(_claimed(order, rows))
+            except psycopg.Error:
+                pass  # the waiter, woken, claims on a connection of the pool instead
+            finally:
+                running.set_result(None)
+
+        async def settled() -> list[Job]:
+            """What the listener claimed for us, once no claim of ours is under way."""
+            nonlocal gone
+            gone = True
+            await asyncio.shield(running)
+            return taken
+
+        try:
+            await self._wait(order, timeout, on_the_listener)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BackendError):
+                await self.hand_back(await settled())
+            raise
+        return await settled() or await self.claim_to_the_end(
+            self.claim(order, worker_id, limit, lease)
+        )
+
+    async def _wait(
+        self, names: list[str], timeout: float, claim: postgres_listen.Claim | None
+    ) -> None:
+        """wait(); `claim` runs on the listener's connection when a queue is notified."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        names = list(dict.fromkeys(queues))
         if self._listener is None:
             self._listener = postgres_listen.acquire(self.url)
         listener = self._listener
         wake = asyncio.Event()
-        listener.add(wake, names)
+        listener.add(wake, names, claim)
         try:
             # Look only once notifications would reach us, unless that takes too long.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await listener.listening.wait()
-            wake.clear()  # what the look below sees need not wake us
+            # What the look below sees need not wake us. (No claim has run since add():
+            # the listener runs one only after a notification, which needs a turn of the
+            # loop that this task has not given since it was woken by listening.)
+            wake.clear()
             next_at = await self._next_run_at(names)
             while True:
                 remaining = deadline - loop.time()

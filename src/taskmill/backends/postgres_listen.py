@@ -6,6 +6,11 @@ that leave jobs waiting, rescues, requeues and resuming a queue. A waiter regist
 before it looks for due jobs, so no notification falls between its look and its sleep.
 While the connection is down, notifications are lost: every waiter is woken when it is
 lost and when it is back, to look again, and waiters poll meanwhile (their timeout).
+
+A waiter may also leave a claim to run when its queue is notified: it runs on this
+connection, whose server process has just woken to send the notification (a pooled
+connection's would have to wake first, which costs this machine a quarter of a
+millisecond), and the waiter wakes with its jobs.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import psycopg
 
@@ -21,6 +27,9 @@ log = logging.getLogger("taskmill.postgres")
 
 #: Longest pause between attempts to connect again.
 MAX_BACKOFF = 5.0
+
+#: A claim to run on the listening connection.
+Claim = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 
 class Listener:
@@ -31,19 +40,29 @@ class Listener:
         self.users = 0
         #: Set while the connection listens.
         self.listening = asyncio.Event()
-        self._waiters: dict[asyncio.Event, frozenset[str]] = {}
+        self._waiters: dict[asyncio.Event, tuple[frozenset[str], Claim | None]] = {}
         self._task = asyncio.create_task(self._run(), name="taskmill-postgres-listen")
 
-    def add(self, event: asyncio.Event, queues: Iterable[str]) -> None:
-        self._waiters[event] = frozenset(queues)
+    def add(self, event: asyncio.Event, queues: Iterable[str], claim: Claim | None = None) -> None:
+        self._waiters[event] = (frozenset(queues), claim)
 
     def remove(self, event: asyncio.Event) -> None:
         self._waiters.pop(event, None)
 
     def _wake(self, queue: str | None) -> None:
-        for event, queues in self._waiters.items():
+        for event, (queues, _) in self._waiters.items():
             if queue is None or queue in queues:
                 event.set()
+
+    async def _serve(self, conn: psycopg.AsyncConnection[Any], queue: str) -> None:
+        """Run the claims left for `queue` on the listening connection, then wake."""
+        for event, (queues, claim) in list(self._waiters.items()):
+            if queue in queues and claim is not None and not event.is_set():
+                try:
+                    await claim(conn)
+                except Exception:  # its waiter, woken anyway, claims on its own
+                    log.exception("a claim on the LISTEN connection failed")
+        self._wake(queue)
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -56,8 +75,11 @@ class Listener:
                     self.listening.set()
                     self._wake(None)  # what was sent while no one listened
                     backoff = 0.05
-                    async for notify in conn.notifies():
-                        self._wake(notify.payload)
+                    while True:
+                        # One at a time, so that a claim can run on the connection between.
+                        woken = [n.payload async for n in conn.notifies(stop_after=1)]
+                        for queue in dict.fromkeys(woken):
+                            await self._serve(conn, queue)
             except (psycopg.Error, OSError) as exc:
                 if self.listening.is_set():
                     log.warning("lost the LISTEN connection (%s); reconnecting", exc)
