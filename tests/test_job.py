@@ -13,6 +13,7 @@ from taskmill.job import (
     JobState,
     decode_payload,
     encode_payload,
+    encode_spec,
     new_id,
     parse_duration,
     parse_priority,
@@ -75,15 +76,18 @@ def test_payload_round_trip_and_limit() -> None:
         encode_payload([{1, 2}], {}, limit=1000)
 
 
-def test_a_payload_takes_about_its_size_in_memory() -> None:
+def test_a_payload_and_a_spec_take_about_their_size_in_memory() -> None:
+    jobs = [Job(task="t", metadata={"n": i}, timeout=float(i + 1)) for i in range(100)]
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         payloads = [encode_payload([i], {}, limit=1000) for i in range(100)]
+        specs = [encode_spec(job) for job in jobs]
         used = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(payloads) == 100 and used < 100 * 200  # not a 4 KiB buffer each
+    # Not a 4 KiB buffer each.
+    assert len(payloads) == len(specs) == 100 and used < 200 * 200
 
 
 @pytest.mark.parametrize("data", [b"\xff", b"[1, 2]", b'{"args": {}}', b'{"kwargs": []}', b"nul"])

@@ -145,8 +145,12 @@ def encode_payload(args: list[Any], kwargs: dict[str, Any], limit: int) -> bytes
     data = encode({"args": args, "kwargs": kwargs})
     if len(data) > limit:
         raise PayloadError(f"payload is {len(data)} bytes, over the limit of {limit} bytes")
-    # A copy of its own size: orjson's bytes keep the whole buffer they were written in (4 KiB
-    # at least), which a job holds until stored; 20,000 prepared jobs would take 80 MB.
+    return _own_size(data)
+
+
+def _own_size(data: bytes) -> bytes:
+    """A copy of its own size: orjson's bytes keep the whole buffer they were written in
+    (4 KiB at least), which a job holds until stored; 20,000 prepared jobs would take 80 MB."""
     return b"".join((data, b""))
 
 
@@ -293,13 +297,14 @@ class Job:
 def encode_spec(job: Job) -> bytes:
     """Job.spec() encoded, as backends store it; the jobs of a task share the bytes."""
     if job.metadata:
-        return encode(job.spec())
+        return _own_size(encode(job.spec()))
     return _shared_spec(job.retry, job.timeout, job.result_ttl)
 
 
 @functools.lru_cache(maxsize=1024)
 def _shared_spec(retry: RetryPolicy, timeout: float | None, result_ttl: float) -> bytes:
-    return encode(Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec())
+    spec = Job(task="", retry=retry, timeout=timeout, result_ttl=result_ttl).spec()
+    return _own_size(encode(spec))
 
 
 @functools.lru_cache(maxsize=1024)
