@@ -113,6 +113,14 @@ def _lseqs(now: float, count: int) -> int:
     return first
 
 
+def _command(op: Op) -> Op:
+    """The command of an op: ("script", name, keys, args) runs that script by its SHA."""
+    if op[0] != "script":
+        return op
+    _, name, keys, args = op
+    return ("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
+
+
 def _noscript(result: Any) -> bool:
     return isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT")
 
@@ -311,10 +319,7 @@ class RedisBackend(RedisSchedules, Backend):
         runs a script by its SHA, loading the scripts first if the server lost them."""
         if not ops:
             return []
-        commands = [
-            ("EVALSHA", SCRIPTS[op[1]].sha, len(op[2]), *op[2], *op[3]) if op[0] == "script" else op
-            for op in ops
-        ]
+        commands = [_command(op) for op in ops]
         # Not self._errors(): that context manager costs about 1 us, and every call comes here.
         try:
             results = await self._redis.execute(commands)
@@ -601,8 +606,7 @@ class RedisBackend(RedisSchedules, Backend):
             if not self.cluster or len(keys) == 1:
                 commands: list[Op] = [("BLPOP", *keys, seconds)]
                 if claim is not None:
-                    op = claim.op(self.clock(), offset=True)
-                    commands.append(("EVALSHA", SCRIPTS["claim"].sha, len(op[2]), *op[2], *op[3]))
+                    commands.append(_command(claim.op(self.clock(), offset=True)))
                 try:
                     replies = await client.blocking(commands, seconds)
                 except asyncio.CancelledError:
