@@ -62,14 +62,14 @@ local function move(key, from, to)
   redis.call('HINCRBY', STATS, to, 1)
 end
 
--- Push up to `count` wake-up tokens, keeping at most WAKE_CAP waiting.
+-- Push up to `count` wake-up tokens, keeping at most WAKE_CAP waiting: one call unless the
+-- list overflows (an idle worker is there to pop it, mostly).
 local function wake(count)
   if count > 0 then
-    local room = WAKE_CAP - redis.call('LLEN', WAKE)
-    if room > 0 then
-      local tokens = {}
-      for i = 1, math.min(count, room) do tokens[i] = '1' end
-      redis.call('LPUSH', WAKE, unpack(tokens))
+    local tokens = {}
+    for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
+    if redis.call('LPUSH', WAKE, unpack(tokens)) > WAKE_CAP then
+      redis.call('LTRIM', WAKE, 0, WAKE_CAP - 1)
     end
   end
 end

@@ -42,7 +42,12 @@ for s = 1, sets do
 end
 
 local owners = {}
-if IDS then
+-- One job, the common call: its id is recorded as it is looked up (HSETNX), one call less.
+local single = IDS and count == 1
+if single then
+  local id = ARGV[FIRST]
+  if call('HSETNX', IDS, id, queue) == 0 then owners[1] = call('HGET', IDS, id) end
+elseif IDS then
   for first = 1, count, CHUNK do
     local ids = {}
     for j = first, math.min(first + CHUNK - 1, count) do ids[j - first + 1] = ARGV[FIRST + (j - 1) * STEP] end
@@ -55,6 +60,8 @@ local out, nout, seen = {}, 0, {}
 local ready, scheduled, all, expiring, registered = {}, {}, {}, {}, {}
 local nready, nscheduled, nall, nexpiring, nregistered = 0, 0, 0, 0, 0
 local seq = tonumber(call('HINCRBY', STATS, 'seq', count)) - count
+-- A queue's first jobs record its name (no queue is ever removed from the set).
+if IDS and seq == 0 then call('SADD', QUEUES, queue) end
 local j = 0
 for i = FIRST, #ARGV, STEP do
   j = j + 1
@@ -99,7 +106,7 @@ for i = FIRST, #ARGV, STEP do
       nscheduled = nscheduled + 2
     end
     all[nall + 1], all[nall + 2], nall = lseq, id, nall + 2
-    if not owner then
+    if not owner and not single then
       registered[nregistered + 1], registered[nregistered + 2] = id, queue
       nregistered = nregistered + 2
     end
@@ -110,10 +117,7 @@ chunked('ZADD', READY, ready)
 chunked('ZADD', SCHEDULED, scheduled)
 chunked('ZADD', EXPIRING, expiring)
 chunked('ZADD', ALL, all)
-if IDS then
-  chunked('HSET', IDS, registered)
-  if nregistered > 0 then call('SADD', QUEUES, queue) end
-end
+if IDS then chunked('HSET', IDS, registered) end
 if nready > 0 then call('HINCRBY', STATS, 'pending', nready / 2) end
 if nscheduled > 0 then call('HINCRBY', STATS, 'scheduled', nscheduled / 2) end
 wake((nready + nscheduled) / 2)
