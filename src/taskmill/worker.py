@@ -155,6 +155,8 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stop_waiter: asyncio.Future[Any] | None = None
+        # The task waiting in _unless_stopped, for stop() to cancel.
+        self._waiting: asyncio.Task[Any] | None = None
         self.scheduler = Scheduler(app) if scheduler else None
         self.info = WorkerInfo(
             id=self.id,
@@ -174,6 +176,8 @@ class Worker:
     def stop(self) -> None:
         """Stop fetching; running jobs get the grace period, then are handed back."""
         self._stopping.set()
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def run(self, *, install_signals: bool = False) -> None:
         """Work until stop() (or SIGTERM/SIGINT with install_signals), or until idle in burst."""
@@ -250,6 +254,22 @@ class Worker:
         lead = futures[0]
         return lead.result() if lead.done() and not lead.cancelled() else None
 
+    async def _unless_stopped(self, wait: Awaitable[T]) -> T | None:
+        """Await `wait` in this very task, which stop() cancels: None if it did. Without a
+        task and asyncio.wait around it, a job that ends an idle wait starts two loop turns
+        sooner."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting = task
+        try:
+            return await wait
+        except asyncio.CancelledError:
+            if self._stopping.is_set() and task.uncancel() == 0:
+                return None
+            raise
+        finally:
+            self._waiting = None
+
     async def _fetch_loop(self, backend: Backend) -> None:
         failures = 0
         # Claim in batches of at least this many while busy: a claim per freed slot would
@@ -296,6 +316,8 @@ class Worker:
     async def _idle(self, backend: Backend, want: int, held_back: bool) -> list[Job]:
         """Nothing was due: wait for a job and claim it as it comes (or sleep, when due jobs
         are held back), until stop() or a freed slot."""
+        if self._stopping.is_set():
+            return []
         poll = self.settings.poll_interval
         idle = (
             asyncio.sleep(poll, list[Job]())
@@ -306,8 +328,9 @@ class Worker:
         # the finishing job may be the last; or a job that ends may free a place under its
         # queue's limit.
         self._slot_free.clear()
-        freed = [self._slot_free.wait()] if self.burst or self._ready or held_back else []
-        return await self._until_stopping(idle, *freed) or []
+        if self.burst or self._ready or held_back:
+            return await self._until_stopping(idle, self._slot_free.wait()) or []
+        return await self._unless_stopped(idle) or []
 
     async def _drain(self) -> None:
         """Hand back jobs not started; let running ones finish within the grace period, then

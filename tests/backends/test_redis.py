@@ -212,7 +212,7 @@ async def test_a_wait_cancelled_after_its_claim_ran_hands_the_job_back(
         await producer.close()
 
 
-async def test_a_workers_claims_keep_one_replay_list_per_queue(redis_server: str) -> None:
+async def test_a_workers_claims_keep_one_replay_record_per_queue(redis_server: str) -> None:
     url = fresh_redis(redis_server)
     backend = RedisBackend(url)
     await backend.open()

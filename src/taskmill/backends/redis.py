@@ -41,7 +41,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -187,7 +187,7 @@ class _Claim:
 
     def __init__(
         self,
-        keys: Callable[[str, str, str], list[str]],
+        keys: Sequence[str],
         queue: str,
         worker_id: str,
         limit: int,
@@ -195,7 +195,7 @@ class _Claim:
     ) -> None:
         self.queue, self.worker_id, self.limit, self.lease = queue, worker_id, limit, lease
         self.nonce = os.urandom(8).hex()
-        self.keys = keys(queue, self.nonce, worker_id)
+        self.keys = keys
         #: The caller's clock minus the server's (see claim.lua's ARGV[6]).
         self.offset = 0.0
 
@@ -293,9 +293,6 @@ class RedisBackend(RedisSchedules, Backend):
         # The queue of each job this instance claimed and has not finished yet, so that
         # heartbeat and finish need no lookup.
         self._queue_of: dict[str, str] = {}
-        # Per (worker, queue), the key of the last claim that took jobs, which the next
-        # claim deletes (see lua/claim.lua).
-        self._last_claim: dict[tuple[str, str], str] = {}
         self._closer: AsyncIterator[None] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
@@ -528,7 +525,9 @@ class RedisBackend(RedisSchedules, Backend):
         for queue in dict.fromkeys(queues):
             if len(taken) >= limit:
                 break
-            claim = _Claim(self._claim_keys, queue, worker_id, limit - len(taken), lease)
+            claim = _Claim(
+                self._claim_keys(queue, worker_id), queue, worker_id, limit - len(taken), lease
+            )
             taken += await self._take(claim)
         return taken
 
@@ -541,7 +540,7 @@ class RedisBackend(RedisSchedules, Backend):
         if self.cluster:  # the wake lists and the claim may be on different nodes
             return await super().wait_and_claim(queues, worker_id, limit, lease, timeout)
         # The first queue's claim rides on the wake-up; the worker asks the others next.
-        claim = _Claim(self._claim_keys, queues[0], worker_id, limit, lease)
+        claim = _Claim(self._claim_keys(queues[0], worker_id), queues[0], worker_id, limit, lease)
         return await self._wait(list(dict.fromkeys(queues)), timeout, claim)
 
     async def _wait(self, names: list[str], timeout: float, claim: _Claim | None) -> list[Job]:
@@ -584,14 +583,10 @@ class RedisBackend(RedisSchedules, Backend):
         jobs = claim.jobs(reply)
         for job in jobs:
             self._queue_of[job.id] = claim.queue
-        if jobs:  # a claim that took nothing left no list
-            self._last_claim[claim.worker_id, claim.queue] = claim.keys[10]
         return jobs
 
-    def _claim_keys(self, queue: str, nonce: str, worker_id: str) -> list[str]:
-        keys = [*self._keys(queue), f"{PREFIX}:{{{queue}}}:claim:{nonce}"]
-        previous = self._last_claim.pop((worker_id, queue), None)
-        return keys if previous is None else [*keys, previous]
+    def _claim_keys(self, queue: str, worker_id: str) -> tuple[str, ...]:
+        return queue_keys(PREFIX, queue, f"{PREFIX}:{{{queue}}}:claim:{worker_id}")
 
     async def _block(
         self, keys: list[str], timeout: float, claim: _Claim | None

@@ -1,12 +1,11 @@
 -- Take up to `limit` due jobs of one queue for a worker: expire waiting jobs past their
 -- expires_at, promote scheduled jobs now due, then take the best ready ones.
 -- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua, then
---   KEYS[11] -> taskmill:{q}:claim:<nonce>  list: the ids this call took, kept a minute so
---               that the client's retry of a call whose reply was lost (a dropped
---               connection) gets the same jobs, instead of leaving them running unseen
---   KEYS[12] -> optional: taskmill:{q}:claim:<nonce> of the same caller's previous claim
---               of this queue, whose reply it has had: deleted, so that under load the
---               lists of a minute of claims do not pile up
+--   KEYS[11] -> taskmill:{q}:claim:<worker id>  string: JSON [nonce, [ids]] of the worker's
+--               last claim of this queue that took jobs, kept a minute, so that the
+--               client's retry of a call whose reply was lost (a dropped connection) gets
+--               the same jobs instead of leaving them running unseen. A worker claims a
+--               queue one call at a time: its next claim had the reply, and overwrites it.
 -- ARGV[1] -> now
 -- ARGV[2] -> limit
 -- ARGV[3] -> worker id
@@ -20,7 +19,6 @@
 -- running, attempts + 1, token, worker, started = now, lease = now + lease), 0 when a retry
 -- replays an earlier call.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-if KEYS[12] then redis.call('DEL', KEYS[12]) end
 if ARGV[6] then
   local time = redis.call('TIME')
   now = math.max(now, tonumber(time[1]) + tonumber(time[2]) / 1e6 + tonumber(ARGV[6]))
@@ -29,9 +27,11 @@ local stamp = num(now)
 local lease_until = num(now + tonumber(ARGV[4]))
 local TAKEN = KEYS[11]
 
-if redis.call('EXISTS', TAKEN) == 1 then
+local last = redis.call('GET', TAKEN)
+last = last and cjson.decode(last)
+if last and last[1] == ARGV[5] then
   local out = {}
-  for i, id in ipairs(redis.call('LRANGE', TAKEN, 0, -1)) do
+  for i, id in ipairs(last[2]) do
     local key = PREFIX .. id
     if redis.call('HGET', key, 'token') == ARGV[5] .. ':' .. i then
       out[#out + 1] = redis.call('HGETALL', key)
@@ -93,8 +93,7 @@ end
 if #ids > 0 then
   redis.call('ZADD', LEASES, unpack(leases))
   if #expiring > 0 then redis.call('ZREM', EXPIRING, unpack(expiring)) end
-  redis.call('RPUSH', TAKEN, unpack(ids))
-  redis.call('EXPIRE', TAKEN, 60)
+  redis.call('SET', TAKEN, cjson.encode({ARGV[5], ids}), 'EX', 60)
   for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, -n) end
   redis.call('HINCRBY', STATS, 'running', #ids)
 end
