@@ -418,6 +418,18 @@ async def test_a_server_that_stops_answering_is_an_error_not_a_hang(silent_serve
         await blocking.close()
 
 
+def test_a_sync_call_reads_replies_slower_and_faster_than_its_spin(redis_server: str) -> None:
+    blocking = BlockingClient(fresh_redis(redis_server))
+    try:
+        began = time.monotonic()
+        # The server answers after 50 ms: past the spin, the thread sleeps in recv.
+        assert _drive(blocking.execute([("BLPOP", "nothing", 0.05), ("PING",)])) == [None, b"PONG"]
+        assert time.monotonic() - began >= 0.05
+        assert _drive(blocking.execute([("PING",)] * 3)) == [b"PONG"] * 3
+    finally:
+        _drive(blocking.close())
+
+
 def test_connect_opens_the_sync_api_up_front(redis_server: str) -> None:
     app = App(fresh_redis(redis_server), strict=False)
     try:
