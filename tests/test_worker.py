@@ -443,6 +443,25 @@ async def _listed(backend: Any, worker_id: str) -> bool:
     return worker_id in [w.id for w in await backend.list_workers()]
 
 
+async def test_an_idle_worker_stops_in_its_wait_however_often_told(app: App) -> None:
+    app.settings = dataclasses.replace(app.settings, poll_interval=30.0)
+
+    @app.task
+    async def later() -> None:
+        pass
+
+    worker = Worker(app, concurrency=2)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.5)  # idle now, in a wait that would last 30 s
+    began = time.monotonic()
+    worker.stop()
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - began < 2
+    job = await later.aenqueue()
+    assert (await job.arefresh()).state == JobState.PENDING  # no wait of it took the job
+
+
 async def test_graceful_stop_finishes_or_hands_back(app: App) -> None:
     app.settings = dataclasses.replace(app.settings, grace=0.3)
 

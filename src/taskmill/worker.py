@@ -175,6 +175,8 @@ class Worker:
 
     def stop(self) -> None:
         """Stop fetching; running jobs get the grace period, then are handed back."""
+        if self._stopping.is_set():
+            return  # a second cancel could cut short the hand-back of the first
         self._stopping.set()
         if self._waiting is not None:
             self._waiting.cancel()
