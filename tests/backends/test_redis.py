@@ -90,13 +90,23 @@ async def test_default_options_are_left_out_of_a_hash_and_read_as_defaults(
         jobs = [Job(task="t"), Job(task="t", priority=3), Job(task="t", run_at=clock() + 5)]
         await backend.enqueue(jobs)
         fields = await backend._exec([("HKEYS", f"taskmill:{{default}}:job:{j.id}") for j in jobs])
-        optional = {b"priority", b"retries", b"spec", b"ttl"}
-        assert [optional & set(f) for f in fields] == [set(), optional, set()]
+        optional = {b"priority", b"retries", b"spec", b"ttl", b"run_at", b"id", b"lseq"}
+        left = [optional & set(f) for f in fields]
+        assert left == [set(), {b"priority", b"retries", b"spec", b"ttl"}, {b"run_at"}]
         got = await backend.get(jobs[0].id)
         assert got is not None
         assert (got.priority, got.max_retries, got.retry, got.result_ttl, got.timeout) == (
             DEFAULT_PRIORITY, DEFAULT_MAX_RETRIES, DEFAULT_RETRY, DEFAULT_RESULT_TTL, None,
         )  # fmt: skip
+        # The id is the key's, the listing seq the job's score in the queue's list of all,
+        # the run_at of a job due at once its creation time.
+        assert (got.id, got.run_at, got.created_at) == (jobs[0].id, clock(), clock())
+        listed, _ = await backend.list_jobs()
+        assert {j.id: j.run_at for j in listed} == {
+            jobs[0].id: clock(),
+            jobs[1].id: clock(),
+            jobs[2].id: clock() + 5,
+        }
         clock.advance(5)  # the scheduled one is due: counted at the default priority
         (info,) = await backend.list_queues()
         assert info.ready_by_priority == {3: 1, DEFAULT_PRIORITY: 2}

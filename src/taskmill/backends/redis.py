@@ -139,10 +139,12 @@ _FAILURES = (RedisError, ReplyError, OSError)
 
 
 def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
-    """A Job from its hash (the fields written by lua/enqueue.lua and the others; a
-    priority, retries or spec left out holds the default)."""
+    """A Job from its hash and id (as lua/common.lua's record() gives them: the fields
+    written by lua/enqueue.lua and the others, plus "id"; a priority, retries or spec left
+    out holds the default, a run_at left out is the creation time)."""
     errors, result = f.get(b"errors"), f.get(b"result")
     worker, token = f.get(b"worker"), f.get(b"token")
+    created, run_at = float(f[b"created"]), f.get(b"run_at")
     job = Job(
         task=f[b"task"].decode(),
         payload=f[b"payload"],
@@ -152,8 +154,8 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
         state=_STATES[f[b"state"]],
         max_retries=int(f.get(b"retries", DEFAULT_MAX_RETRIES)),
         expires_at=_opt(f.get(b"expires")),
-        created_at=float(f[b"created"]),
-        run_at=float(f[b"run_at"]),
+        created_at=created,
+        run_at=created if run_at is None else float(run_at),
         started_at=_opt(f.get(b"started")),
         finished_at=_opt(f.get(b"finished")),
         attempts=int(f.get(b"attempts", 0)),
@@ -407,7 +409,7 @@ class RedisBackend(RedisSchedules, Backend):
             stale = []
             for (i, owner), fields in zip(theirs, await self._exec(ops), strict=True):
                 if fields:
-                    out[i] = _job(owner, _pairs(fields))
+                    out[i] = _job(owner, {**_pairs(fields), b"id": records[i].id.encode()})
                 else:  # the id outlived its job (pruned, deleted): it is free again
                     stale.append(i)
             if stale:
@@ -469,7 +471,7 @@ class RedisBackend(RedisSchedules, Backend):
         if queue is None:
             return None
         (fields,) = await self._exec([("HGETALL", self._keys(queue)[0] + job_id)])
-        return _job(queue, _pairs(fields)) if fields else None
+        return _job(queue, {**_pairs(fields), b"id": job_id.encode()}) if fields else None
 
     async def list_jobs(
         self,

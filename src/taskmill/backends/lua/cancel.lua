@@ -3,7 +3,7 @@
 -- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
 -- ARGV[1] -> now
 -- ARGV[2] -> job id
--- Returns the record afterwards (HGETALL; empty if there is no such job).
+-- Returns the record afterwards (record() in common.lua).
 local now, id = tonumber(ARGV[1]), ARGV[2]
 local key = PREFIX .. id
 local state = redis.call('HGET', key, 'state')
@@ -14,4 +14,4 @@ if WAITING[state] then
 elseif state == 'running' then
   redis.call('HSET', key, 'cancel', 1)
 end
-return redis.call('HGETALL', key)
+return record(key, id)

@@ -14,7 +14,7 @@
 -- ARGV[6] -> optional: the caller's clock minus the server's. Given when the call was
 --            queued behind a blocking wait, so ARGV[1] may be stale by the time it runs:
 --            now is then the server's clock in the caller's terms (never before ARGV[1]).
--- Returns {fresh, records, now}: the records taken (HGETALL each), in order; fresh = 1 when
+-- Returns {fresh, records, now}: the records taken (record() each), in order; fresh = 1 when
 -- they were read before this claim changed them (the caller applies the claim: state
 -- running, attempts + 1, token, worker, started = now, lease = now + lease), 0 when a retry
 -- replays an earlier call.
@@ -34,7 +34,7 @@ if last and last[1] == ARGV[5] then
   for i, id in ipairs(last[2]) do
     local key = PREFIX .. id
     if redis.call('HGET', key, 'token') == ARGV[5] .. ':' .. i then
-      out[#out + 1] = redis.call('HGETALL', key)
+      out[#out + 1] = record(key, id)
     end
   end
   return {0, out, stamp}
@@ -73,12 +73,12 @@ local popped = redis.call('ZPOPMIN', READY, math.min(limit, BATCH))
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = PREFIX .. id
-  local record = redis.call('HGETALL', key)
+  local fields = record(key, id)
   local state, attempts, expires
-  for f = 1, #record, 2 do
-    local name = record[f]
-    if name == 'state' then state = record[f + 1]
-    elseif name == 'attempts' then attempts = record[f + 1]
+  for f = 1, #fields, 2 do
+    local name = fields[f]
+    if name == 'state' then state = fields[f + 1]
+    elseif name == 'attempts' then attempts = fields[f + 1]
     elseif name == 'expires' then expires = true end
   end
   from[state] = (from[state] or 0) + 1
@@ -88,7 +88,7 @@ for i = 1, #popped, 2 do
     'lease', lease_until, 'cancel', 0)
   ids[#ids + 1] = id
   push(leases, lease_until, id)
-  out[#out + 1] = record
+  out[#out + 1] = fields
 end
 if #ids > 0 then
   redis.call('ZADD', LEASES, unpack(leases))

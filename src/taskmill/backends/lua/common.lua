@@ -42,6 +42,17 @@ local function rank(key)
   return stored or rank_of(priority or DEFAULT_PRIORITY, seq)
 end
 
+-- A job's record as HGETALL gives it, plus its id, which the hash leaves out (the key has
+-- it); empty if there is no such job. A field left out holds its default (see enqueue.lua).
+local function record(key, id)
+  local fields = redis.call('HGETALL', key)
+  if #fields > 0 then
+    fields[#fields + 1] = 'id'
+    fields[#fields + 1] = id
+  end
+  return fields
+end
+
 -- Run `command key ...` over a long list of arguments, a chunk at a time: Lua's unpack takes
 -- a few thousand values. The chunk is even, so score/member pairs stay whole.
 local function chunked(command, key, args)
@@ -99,7 +110,7 @@ local function finished(id, key, state, now)
     redis.call('HINCRBY', STATS, 'fin:' .. math.floor(now), 1)
   end
   if state == 'dead' then
-    redis.call('ZADD', DEAD, redis.call('HGET', key, 'lseq'), id)
+    redis.call('ZADD', DEAD, redis.call('ZSCORE', ALL, id), id)
   else
     local ttl = tonumber(redis.call('HGET', key, 'ttl')) or DEFAULT_TTL
     redis.call('ZADD', DONE, num(now + ttl), id)

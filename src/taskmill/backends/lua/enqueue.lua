@@ -12,7 +12,8 @@
 -- then       -> per job, 6 values: id, payload, its option set (1-based), run_at ('' for
 --               now), expires_at ('' for none), listing seq
 -- Returns the jobs not stored, as {position (1-based), value} pairs (flat): the existing
--- record (HGETALL) if its id is in this queue, else the name of the queue it belongs to.
+-- record (record() in common.lua) if its id is in this queue, else the name of the queue it
+-- belongs to.
 -- Bulk enqueues run this over thousands of jobs: what jobs share is sent and worked out
 -- once per option set, and the loop keeps to locals and counters.
 local call, format, tonumber = redis.call, string.format, tonumber
@@ -71,30 +72,29 @@ for i = FIRST, #ARGV, STEP do
   if owner and owner ~= queue then
     out[nout + 1], out[nout + 2], nout = j, owner, nout + 2
   elseif seen[id] or ((owner or not IDS) and call('EXISTS', key) == 1) then
-    out[nout + 1], out[nout + 2], nout = j, call('HGETALL', key), nout + 2
+    out[nout + 1], out[nout + 2], nout = j, record(key, id), nout + 2
   else
     seen[id] = true
     seq = seq + 1
     local s, run_at, expires, lseq = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
     local state = 'pending'
-    if run_at == '' then
-      run_at = created
-    elseif tonumber(run_at) > now then
-      state = 'scheduled'
-    end
+    if run_at ~= '' and tonumber(run_at) > now then state = 'scheduled' end
     -- The job keeps its rank for good (see rank in common.lua); %d: exact for any rank
     -- (below 2^53), and cheaper than num()'s %.17g.
     local rank = format('%d', base[s] + seq)
     local e = extra[s]
-    -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper HSET.
+    -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper
+    -- HSET (each field scans those before it). The id is in the key, the listing seq is
+    -- the job's score in ALL, and run_at, when it is the enqueue time, is `created`.
     if not e then
-      call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
-        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'rank', rank)
+      call('HSET', key, 'task', task[s], 'payload', ARGV[i + 1], 'created', created,
+        'state', state, 'rank', rank)
     else
-      call('HSET', key, 'id', id, 'task', task[s], 'payload', ARGV[i + 1],
-        'run_at', run_at, 'created', created, 'state', state, 'lseq', lseq, 'rank', rank,
+      call('HSET', key, 'task', task[s], 'payload', ARGV[i + 1], 'created', created,
+        'state', state, 'rank', rank,
         'priority', e[1], 'retries', e[2], 'spec', e[3], 'ttl', e[4])
     end
+    if run_at ~= '' then call('HSET', key, 'run_at', run_at) end
     if expires ~= '' then
       call('HSET', key, 'expires', expires)
       expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2

@@ -32,7 +32,8 @@ for i = 3, #ARGV, 7 do
       if redis.call('HGET', key, 'cancel') == '1' then
         state = 'cancelled'
       else
-        run_at = redis.call('HGET', key, 'run_at')
+        local at, created = unpack(redis.call('HMGET', key, 'run_at', 'created'))
+        run_at = at or created
         if tonumber(run_at) > now then state = 'scheduled' end
       end
     end
@@ -46,7 +47,7 @@ for i = 3, #ARGV, 7 do
       push(done, num(now + (tonumber(ttl) or DEFAULT_TTL)), id)
     elseif state == 'dead' then
       redis.call('HSET', key, 'state', state, 'finished', ARGV[1])
-      redis.call('ZADD', DEAD, redis.call('HGET', key, 'lseq'), id)
+      redis.call('ZADD', DEAD, redis.call('ZSCORE', ALL, id), id)
     else
       if state == 'retrying' then
         if run_at == '' then run_at = ARGV[1] end

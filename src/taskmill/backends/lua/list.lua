@@ -5,7 +5,7 @@
 -- ARGV[3] -> most jobs to return
 -- ARGV[4] -> state to match ('' for any)
 -- ARGV[5] -> task to match ('' for any)
--- Returns {record (HGETALL), listing seq} per job (flat).
+-- Returns {record (record() in common.lua), listing seq} per job (flat).
 local limit, state, task = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local out, below = {}, ARGV[2]
 while #out < 2 * limit do
@@ -15,7 +15,7 @@ while #out < 2 * limit do
     local key = PREFIX .. page[i]
     local current, name = unpack(redis.call('HMGET', key, 'state', 'task'))
     if (state == '' or current == state) and (task == '' or name == task) then
-      out[#out + 1] = redis.call('HGETALL', key)
+      out[#out + 1] = record(key, page[i])
       out[#out + 1] = page[i + 1]
       if #out >= 2 * limit then break end
     end

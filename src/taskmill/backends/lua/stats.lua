@@ -26,7 +26,7 @@ end
 -- Scheduled jobs whose time has come wait in SCHEDULED until a claim moves them.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
   consider(id)
-  local exists, priority = unpack(redis.call('HMGET', PREFIX .. id, 'id', 'priority'))
+  local exists, priority = unpack(redis.call('HMGET', PREFIX .. id, 'state', 'priority'))
   if exists then
     priority = tonumber(priority) or DEFAULT_PRIORITY
     due[priority] = (due[priority] or 0) + 1
