@@ -187,17 +187,11 @@ def _raw(reply: Any) -> Any:
 class _Claim:
     """One call of lua/claim.lua: its nonce, by which a replay finds the jobs it took."""
 
-    def __init__(
-        self,
-        keys: Sequence[str],
-        queue: str,
-        worker_id: str,
-        limit: int,
-        lease: float,
-    ) -> None:
+    def __init__(self, queue: str, worker_id: str, limit: int, lease: float) -> None:
         self.queue, self.worker_id, self.limit, self.lease = queue, worker_id, limit, lease
         self.nonce = os.urandom(8).hex()
-        self.keys = keys
+        # The queue's keys, then the worker's replay record (see lua/claim.lua).
+        self.keys = queue_keys(PREFIX, queue, f"{PREFIX}:{{{queue}}}:claim:{worker_id}")
         #: The caller's clock minus the server's (see claim.lua's ARGV[6]).
         self.offset = 0.0
 
@@ -527,9 +521,7 @@ class RedisBackend(RedisSchedules, Backend):
         for queue in dict.fromkeys(queues):
             if len(taken) >= limit:
                 break
-            claim = _Claim(
-                self._claim_keys(queue, worker_id), queue, worker_id, limit - len(taken), lease
-            )
+            claim = _Claim(queue, worker_id, limit - len(taken), lease)
             taken += await self._take(claim)
         return taken
 
@@ -542,7 +534,7 @@ class RedisBackend(RedisSchedules, Backend):
         if self.cluster:  # the wake lists and the claim may be on different nodes
             return await super().wait_and_claim(queues, worker_id, limit, lease, timeout)
         # The first queue's claim rides on the wake-up; the worker asks the others next.
-        claim = _Claim(self._claim_keys(queues[0], worker_id), queues[0], worker_id, limit, lease)
+        claim = _Claim(queues[0], worker_id, limit, lease)
         return await self._wait(list(dict.fromkeys(queues)), timeout, claim)
 
     async def _wait(self, names: list[str], timeout: float, claim: _Claim | None) -> list[Job]:
@@ -586,9 +578,6 @@ class RedisBackend(RedisSchedules, Backend):
         for job in jobs:
             self._queue_of[job.id] = claim.queue
         return jobs
-
-    def _claim_keys(self, queue: str, worker_id: str) -> tuple[str, ...]:
-        return queue_keys(PREFIX, queue, f"{PREFIX}:{{{queue}}}:claim:{worker_id}")
 
     async def _block(
         self, keys: list[str], timeout: float, claim: _Claim | None
