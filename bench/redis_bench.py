@@ -8,7 +8,9 @@ One run starts a private `redis-server --save '' --appendonly no` on a free loop
 (never the shared 6379), installs each peer from PyPI into its own venv under bench/.venvs/
 (first run only), and measures each with the same no-op task through a driver script per
 peer (bench/peers/<peer>_driver.py, run by that venv's python; bench/peers/driver.py
-describes the protocol). The server is flushed before every measurement.
+describes the protocol). The server is flushed before every measurement. The run goes
+kind by kind (enqueue, drain, latency), every peer in turn, and notes the loopback's
+round trip before each kind.
 
 Every figure is measured in this run; a peer that cannot run, or a measurement that fails
 or times out, is reported as such, never estimated. The task records its start time through
@@ -73,6 +75,22 @@ class TimedOut(BenchError):
     def __init__(self, message: str, count: int, first: float, last: float) -> None:
         super().__init__(message)
         self.count, self.first, self.last = count, first, last
+
+
+#: The measurements by kind, as --only names them; a run takes them in this order.
+SECTIONS = ("enqueue", "drain", "latency")
+
+
+def loopback_us(url: str, count: int = 2_000) -> float:
+    """The median PING round trip to the server, in µs: how fast this machine's loopback is
+    at that moment (on a VM it changes within minutes, and every one-call figure with it)."""
+    times = []
+    with Redis(url) as redis:
+        for _ in range(count):
+            began = time.perf_counter()
+            redis.execute("PING")
+            times.append(time.perf_counter() - began)
+    return round(sorted(times)[count // 2] * 1e6, 1)
 
 
 def progress(message: str) -> None:
@@ -502,6 +520,9 @@ def report(
         "worker(s), start-up included",
         "vs taskmill: the peer's figure / taskmill's (for latency, above 1 is slower)",
     ]
+    if data.get("loopback_us"):
+        rtts = ", ".join(f"{k} {v:g}" for k, v in data["loopback_us"].items())
+        out.insert(2, f"loopback PING round trip before each kind of measurement (µs): {rtts}")
     base = results.get("taskmill", {})
     partial = twice = False
     for fig in FIGURES:
@@ -606,7 +627,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--peers", help=f"comma-separated subset of {','.join(PEERS)}")
-    parser.add_argument("--only", choices=["enqueue", "drain", "latency"])
+    parser.add_argument("--only", choices=SECTIONS)
     parser.add_argument("--single", type=int, help="jobs per single-call enqueue (5,000)")
     parser.add_argument("--bulk", type=int, help="jobs per bulk enqueue (20,000)")
     parser.add_argument("--drain", type=int, help="jobs per drain (20,000)")
@@ -732,9 +753,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             data["params"] = {
                 k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
             }
-            for name in args.peers:
-                progress(f"{name}:")
-                data["results"][name] = run_peer(name, args, url, procs, scratch)
+            # Kind by kind, every peer in turn: a slow spell of the machine then falls on a
+            # few neighbouring measurements of every peer, not on all of one peer's.
+            data["loopback_us"] = {}
+            for section in [args.only] if args.only else SECTIONS:
+                data["loopback_us"][section] = loopback_us(url)
+                section_args = argparse.Namespace(**{**vars(args), "only": section})
+                for name in args.peers:
+                    progress(f"{name}: {section}")
+                    part = run_peer(name, section_args, url, procs, scratch)
+                    result = data["results"].setdefault(name, {"errors": {}})
+                    result["errors"].update(part.pop("errors"))
+                    result.update(part)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         print(report(data))
