@@ -26,7 +26,9 @@ local count = (#ARGV - FIRST + 1) / STEP
 local CHUNK = 1000
 
 -- Per option set, by its number as the jobs give it (a string): the task; the fields
--- that are not defaults, if any; the base of a ready job's rank (see rank_of in common.lua).
+-- that are not defaults, as HSET arguments (none for most); the base of a ready job's rank
+-- (see rank_of in common.lua).
+local NONE = {}
 local task, extra, base = {}, {}, {}
 for s = 1, sets do
   local o = 4 + (s - 1) * 5
@@ -34,10 +36,12 @@ for s = 1, sets do
   local n = tostring(s)
   task[n] = ARGV[o]
   if priority ~= '' or retries ~= '' or spec ~= '' or ttl ~= '' then
-    -- All four, not only those that differ: an HSET of fixed shape costs less than one built.
-    extra[n] = {priority == '' and DEFAULT_PRIORITY or priority,
-      retries == '' and DEFAULT_RETRIES or retries, spec == '' and '{}' or spec,
-      ttl == '' and DEFAULT_TTL or ttl}
+    -- All four, not only those that differ: one table per option set, not per job.
+    extra[n] = {'priority', priority == '' and DEFAULT_PRIORITY or priority,
+      'retries', retries == '' and DEFAULT_RETRIES or retries,
+      'spec', spec == '' and '{}' or spec, 'ttl', ttl == '' and DEFAULT_TTL or ttl}
+  else
+    extra[n] = NONE
   end
   base[n] = (PRIORITY_MAX - (tonumber(priority) or DEFAULT_PRIORITY)) * SEQ_BITS
 end
@@ -82,19 +86,15 @@ for i = FIRST, #ARGV, STEP do
     -- The job keeps its rank for good (see rank in common.lua); %d: exact for any rank
     -- (below 2^53), and cheaper than num()'s %.17g.
     local rank = format('%d', base[s] + seq)
-    local e = extra[s]
+    local more = extra[s]
+    if run_at ~= '' then  -- a time of its own: a table for this job
+      more = {'run_at', run_at, unpack(more)}
+    end
     -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper
     -- HSET (each field scans those before it). The id is in the key, the listing seq is
     -- the job's score in ALL, and run_at, when it is the enqueue time, is `created`.
-    if not e then
-      call('HSET', key, 'task', task[s], 'payload', ARGV[i + 1], 'created', created,
-        'state', state, 'rank', rank)
-    else
-      call('HSET', key, 'task', task[s], 'payload', ARGV[i + 1], 'created', created,
-        'state', state, 'rank', rank,
-        'priority', e[1], 'retries', e[2], 'spec', e[3], 'ttl', e[4])
-    end
-    if run_at ~= '' then call('HSET', key, 'run_at', run_at) end
+    call('HSET', key, 'task', task[s], 'payload', ARGV[i + 1], 'created', created,
+      'state', state, 'rank', rank, unpack(more))
     if expires ~= '' then
       call('HSET', key, 'expires', expires)
       expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
