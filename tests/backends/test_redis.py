@@ -28,7 +28,7 @@ from taskmill.app import _drive
 from taskmill.backends import Outcome, connect
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
-from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, QUEUE_KEYS, QUEUE_SCRIPTS
+from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, LIBRARY, QUEUE_KEYS, QUEUE_SCRIPTS
 from taskmill.errors import BackendError
 from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_TTL, Job
 from taskmill.retry import DEFAULT_RETRY
@@ -232,6 +232,28 @@ async def test_a_workers_claims_keep_one_replay_record_per_queue(redis_server: s
             assert len(await backend.claim(["default"], "w1", 5, 30.0)) == 5
         (lists,) = await backend._exec([("KEYS", "taskmill:{default}:claim:*")])
         assert len(lists) == 1
+    finally:
+        await backend.close()
+
+
+async def test_a_server_without_the_scripts_is_given_them_again(redis_server: str) -> None:
+    """A server restarted without its data, or a new primary, has no library of functions:
+    a call that finds none loads it and runs again, the claim behind BLPOP included."""
+    url = fresh_redis(redis_server)
+    backend = RedisBackend(url)
+    await backend.open()
+    try:
+        await backend._exec([("FUNCTION", "FLUSH")])
+        (job,) = await backend.enqueue([Job(task="t")])
+        await backend._exec([("FUNCTION", "FLUSH")])
+        assert [j.id for j in await backend.claim(["default"], "w1", 5, 30.0)] == [job.id]
+
+        waiter = asyncio.create_task(backend.wait_and_claim(["default"], "w1", 5, 30.0, 1.0))
+        await asyncio.sleep(0.2)  # blocked in BLPOP, with its claim queued behind
+        await backend._exec([("FUNCTION", "FLUSH"), ("LPUSH", "taskmill:{default}:wake", 1)])
+        assert await waiter == []  # woken, its claim found no function, ran again: none due
+        (libraries,) = await backend._exec([("FUNCTION", "LIST", "LIBRARYNAME", LIBRARY)])
+        assert len(libraries) == 1
     finally:
         await backend.close()
 

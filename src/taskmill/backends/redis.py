@@ -50,7 +50,7 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from taskmill.backends.base import (
     LEASE_EXPIRED,
@@ -64,7 +64,7 @@ from taskmill.backends.base import (
 )
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_schedules import RedisSchedules
-from taskmill.backends.redis_scripts import SCRIPTS, queue_keys
+from taskmill.backends.redis_scripts import SOURCE, function, queue_keys
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import (
     DEFAULT_MAX_RETRIES,
@@ -114,15 +114,17 @@ def _lseqs(now: float, count: int) -> int:
 
 
 def _command(op: Op) -> Op:
-    """The command of an op: ("script", name, keys, args) runs that script by its SHA."""
+    """The command of an op: ("script", name, keys, args) calls that script's function."""
     if op[0] != "script":
         return op
     _, name, keys, args = op
-    return ("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
+    return ("FCALL", function(name), len(keys), *keys, *args)
 
 
 def _noscript(result: Any) -> bool:
-    return isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT")
+    """A call of a function the server does not have (a new server, or one restarted
+    without its data): it did not run."""
+    return isinstance(result, ReplyError) and str(result).endswith("Function not found")
 
 
 def _opt(value: bytes | None) -> float | None:
@@ -175,8 +177,8 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
 
 def _raw(reply: Any) -> Any:
     """A reply of redis-py's as the server sent it (as redis_client.Client gives it)."""
-    if isinstance(reply, NoScriptError):
-        return ReplyError(f"NOSCRIPT {reply}")
+    if isinstance(reply, ResponseError):
+        return ReplyError(str(reply))
     if isinstance(reply, dict):  # HGETALL
         return [value for pair in reply.items() for value in pair]
     if isinstance(reply, set):  # SMEMBERS
@@ -250,9 +252,8 @@ class _Cluster:
         with cancellable():
             return [await self._redis.execute_command(*command)]
 
-    async def load(self, sources: Sequence[str]) -> None:
-        for source in sources:  # SCRIPT LOAD goes to every primary
-            await self._redis.execute_command("SCRIPT LOAD", source)
+    async def load(self, library: str) -> None:
+        await self._redis.function_load(library, replace=True)  # to every primary
 
     async def close(self) -> None:
         with contextlib.suppress(RedisError):
@@ -309,7 +310,7 @@ class RedisBackend(RedisSchedules, Backend):
 
     async def _exec(self, ops: Sequence[Op]) -> list[Any]:
         """Run commands in one pipeline (one round trip); ("script", name, keys, args)
-        runs a script by its SHA, loading the scripts first if the server lost them."""
+        calls a script's function, loading the library first if the server has not got it."""
         if not ops:
             return []
         commands = [_command(op) for op in ops]
@@ -334,7 +335,7 @@ class RedisBackend(RedisSchedules, Backend):
         return result
 
     async def _load_scripts(self) -> None:
-        await self._redis.load([script.source for script in SCRIPTS.values()])
+        await self._redis.load(SOURCE)
 
     async def _queues(self) -> list[str]:
         (members,) = await self._exec([("SMEMBERS", QUEUES)])

@@ -41,7 +41,7 @@ Command = Sequence[Any]
 
 
 class ReplyError(Exception):
-    """An error reply from the server (`-ERR ...`, `-NOSCRIPT ...`): returned in a
+    """An error reply from the server (`-ERR ...`, `-LOADING ...`): returned in a
     pipeline's results, not raised, so the other commands' results are kept."""
 
 
@@ -164,9 +164,9 @@ class _Commands:
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         raise NotImplementedError
 
-    async def load(self, sources: Sequence[str]) -> None:
-        """SCRIPT LOAD each source (the server caches them by SHA1)."""
-        _raise_errors(await self.execute([("SCRIPT", "LOAD", source) for source in sources]))
+    async def load(self, library: str) -> None:
+        """FUNCTION LOAD a library of functions, replacing one of the same name."""
+        _raise_errors(await self.execute([("FUNCTION", "LOAD", "REPLACE", library)]))
 
 
 class Client(_Commands):

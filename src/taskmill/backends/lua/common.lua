@@ -1,4 +1,5 @@
--- Helpers prepended to every per-queue script (enqueue, claim, finish, ...), which all take
+-- Helpers shared by the scripts (run once, as the head of the library the scripts are
+-- functions of: see redis_scripts.py). The per-queue ones (enqueue, claim, finish, ...) take
 -- the same KEYS, the keys of one queue, sharing its {q} hash tag (one cluster slot):
 --   KEYS[1]  -> taskmill:{q}:job:       prefix of the job hashes (key = prefix .. id)
 --   KEYS[2]  -> taskmill:{q}:ready      zset: waiting jobs due now, score = rank(priority, seq)
@@ -14,8 +15,13 @@
 --   KEYS[10] -> taskmill:{q}:wake       list: wake-up tokens that idle workers BLPOP
 -- Times come from the caller's clock as ARGV strings and are stored as given, or through
 -- num(): Lua prints numbers with 14 digits, which would round them.
-local PREFIX, READY, SCHEDULED, LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local EXPIRING, DONE, DEAD, ALL, STATS, WAKE = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+-- They are the keys of the call at hand: each function of the library binds them first
+-- (see redis_scripts.py); Redis runs one call at a time.
+local PREFIX, READY, SCHEDULED, LEASES, EXPIRING, DONE, DEAD, ALL, STATS, WAKE
+local function bind(keys)
+  PREFIX, READY, SCHEDULED, LEASES, EXPIRING = keys[1], keys[2], keys[3], keys[4], keys[5]
+  DONE, DEAD, ALL, STATS, WAKE = keys[6], keys[7], keys[8], keys[9], keys[10]
+end
 -- Keep in step with backends/redis.py.
 local PRIORITY_MAX, SEQ_BITS, WAKE_CAP = 100, 2 ^ 40, 16
 -- The job model's defaults (job.py): enqueue leaves a job's priority, retries, spec and ttl
