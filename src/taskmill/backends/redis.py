@@ -127,6 +127,25 @@ def _noscript(result: Any) -> bool:
     return isinstance(result, ReplyError) and str(result).endswith("Function not found")
 
 
+def _options(job: Job, spec: bytes) -> str | bytes:
+    """An option set's values for enqueue.lua: '' when all are defaults, which the job's
+    hash then leaves out (_job reads them back)."""
+    priority, retries, ttl = job.priority, job.max_retries, job.result_ttl
+    if (priority, retries, ttl, spec) == (
+        DEFAULT_PRIORITY,
+        DEFAULT_MAX_RETRIES,
+        DEFAULT_RESULT_TTL,
+        b"{}",
+    ):
+        return ""
+    return b"|".join((
+        b"" if priority == DEFAULT_PRIORITY else b"%d" % priority,
+        b"" if retries == DEFAULT_MAX_RETRIES else b"%d" % retries,
+        b"" if ttl == DEFAULT_RESULT_TTL else repr(ttl).encode(),
+        b"" if spec == b"{}" else spec,
+    ))  # fmt: skip
+
+
 def _opt(value: bytes | None) -> float | None:
     return None if value is None else float(value)
 
@@ -436,17 +455,13 @@ class RedisBackend(RedisSchedules, Backend):
                 number = sets.get(shared)
                 if number is None:
                     number = sets[shared] = len(sets) + 1
-                    # '' for a default: left out of the hash (_job reads it back).
-                    options += (
-                        job.task,
-                        "" if job.priority == DEFAULT_PRIORITY else job.priority,
-                        "" if job.max_retries == DEFAULT_MAX_RETRIES else job.max_retries,
-                        "" if spec == b"{}" else spec,
-                        "" if job.result_ttl == DEFAULT_RESULT_TTL else job.result_ttl,
-                    )
+                    options += (job.task, _options(job, spec))
+                due_now = job.run_at == now
                 each += (
-                    job.id, job.payload, number, "" if job.run_at == now else job.run_at,
-                    "" if job.expires_at is None else job.expires_at, first + i,
+                    job.id, job.payload, first + i,
+                    "" if number == 1 and due_now and job.expires_at is None else
+                    f"{number}|{'' if due_now else repr(job.run_at)}|"
+                    f"{'' if job.expires_at is None else repr(job.expires_at)}",
                 )  # fmt: skip
             keys = queue_keys(PREFIX, queue, *(() if self.cluster else (IDS, QUEUES)))
             ops.append(("script", "enqueue", keys, [now, queue, len(sets), *options, *each]))

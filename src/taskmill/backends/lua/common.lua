@@ -36,6 +36,13 @@ local function num(x)
   return string.format('%.17g', x)
 end
 
+-- A count as a command's argument. Lua writes a number out with sprintf, which costs about
+-- 2,400 instructions, more than most commands; one is the count of most calls.
+local function count_of(n)
+  if n == 1 then return '1' end
+  return n
+end
+
 -- Highest priority first, then enqueue order: a job keeps its rank (see rank below), so a
 -- retried or handed back job keeps its place among the jobs of its priority.
 local function rank_of(priority, seq)
@@ -82,13 +89,16 @@ end
 -- Push up to `count` wake-up tokens, keeping at most WAKE_CAP waiting: one call unless the
 -- list overflows (an idle worker is there to pop it, mostly).
 local function wake(count)
-  if count > 0 then
+  if count <= 0 then return end
+  local waiting
+  if count == 1 then  -- the common case, with no table to build
+    waiting = redis.call('LPUSH', WAKE, '1')
+  else
     local tokens = {}
     for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
-    if redis.call('LPUSH', WAKE, unpack(tokens)) > WAKE_CAP then
-      redis.call('LTRIM', WAKE, 0, WAKE_CAP - 1)
-    end
+    waiting = redis.call('LPUSH', WAKE, unpack(tokens))
   end
+  if waiting > WAKE_CAP then redis.call('LTRIM', WAKE, 0, WAKE_CAP - 1) end
 end
 
 -- Put a waiting job where claim looks: ready if due, else scheduled. Returns 1: a job was
