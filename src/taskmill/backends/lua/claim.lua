@@ -23,7 +23,8 @@ if ARGV[6] then
   local time = redis.call('TIME')
   now = math.max(now, tonumber(time[1]) + tonumber(time[2]) / 1e6 + tonumber(ARGV[6]))
 end
-local stamp = num(now)
+-- The caller's time as it sent it, unless it was moved: num() costs a sprintf.
+local stamp = ARGV[6] and num(now) or ARGV[1]
 local lease_until = num(now + tonumber(ARGV[4]))
 local TAKEN = KEYS[11]
 
@@ -41,8 +42,9 @@ if last and last[1] == ARGV[5] then
 end
 -- Bounded, so that one call never holds the server long; the rest goes next time.
 local BATCH = 1000
+local BATCH_ARGS = {'-inf', stamp, 'LIMIT', '0', int(BATCH)}
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', stamp, 'LIMIT', 0, BATCH)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, unpack(BATCH_ARGS))) do
   local key = PREFIX .. id
   local state = redis.call('HGET', key, 'state')
   redis.call('ZREM', EXPIRING, id)
@@ -53,7 +55,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, '-inf', stamp, 'LIMIT'
   end
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', stamp, 'LIMIT', 0, BATCH)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, unpack(BATCH_ARGS))) do
   redis.call('ZREM', SCHEDULED, id)
   redis.call('ZADD', READY, rank(PREFIX .. id), id)
 end
@@ -69,7 +71,7 @@ if gates[1] == '1' or limit <= 0 then
 end
 
 local out, ids, leases, expiring, from = {}, {}, {}, {}, {}
-local popped = redis.call('ZPOPMIN', READY, math.min(limit, BATCH))
+local popped = redis.call('ZPOPMIN', READY, int(math.min(limit, BATCH)))
 for i = 1, #popped, 2 do
   local id = popped[i]
   local key = PREFIX .. id
@@ -83,8 +85,8 @@ for i = 1, #popped, 2 do
   end
   from[state] = (from[state] or 0) + 1
   if expires then expiring[#expiring + 1] = id end
-  redis.call('HSET', key, 'state', 'running', 'attempts', (tonumber(attempts) or 0) + 1,
-    'token', ARGV[5] .. ':' .. ((i + 1) / 2), 'worker', ARGV[3], 'started', stamp,
+  redis.call('HSET', key, 'state', 'running', 'attempts', int((tonumber(attempts) or 0) + 1),
+    'token', ARGV[5] .. ':' .. int((i + 1) / 2), 'worker', ARGV[3], 'started', stamp,
     'lease', lease_until, 'cancel', 0)
   ids[#ids + 1] = id
   push(leases, lease_until, id)
@@ -93,8 +95,8 @@ end
 if #ids > 0 then
   redis.call('ZADD', LEASES, unpack(leases))
   if #expiring > 0 then redis.call('ZREM', EXPIRING, unpack(expiring)) end
-  redis.call('SET', TAKEN, cjson.encode({ARGV[5], ids}), 'EX', 60)
-  for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, -n) end
-  redis.call('HINCRBY', STATS, 'running', #ids)
+  redis.call('SET', TAKEN, cjson.encode({ARGV[5], ids}), 'EX', '60')
+  for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, int(-n)) end
+  redis.call('HINCRBY', STATS, 'running', int(#ids))
 end
 return {1, out, stamp}

@@ -67,7 +67,7 @@ local out, nout, seen = {}, 0, {}
 -- ZADD and HSET arguments, each list with its length.
 local ready, scheduled, all, expiring, registered = {}, {}, {}, {}, {}
 local nready, nscheduled, nall, nexpiring, nregistered = 0, 0, 0, 0, 0
-local seq = tonumber(call('HINCRBY', STATS, 'seq', count_of(count))) - count
+local seq = tonumber(call('HINCRBY', STATS, 'seq', int(count))) - count
 -- A queue's first jobs record its name (no queue is ever removed from the set).
 if IDS and seq == 0 then call('SADD', QUEUES, queue) end
 local j = 0
@@ -125,7 +125,7 @@ chunked('ZADD', SCHEDULED, scheduled)
 chunked('ZADD', EXPIRING, expiring)
 chunked('ZADD', ALL, all)
 if IDS then chunked('HSET', IDS, registered) end
-if nready > 0 then call('HINCRBY', STATS, 'pending', count_of(nready / 2)) end
-if nscheduled > 0 then call('HINCRBY', STATS, 'scheduled', count_of(nscheduled / 2)) end
+if nready > 0 then call('HINCRBY', STATS, 'pending', int(nready / 2)) end
+if nscheduled > 0 then call('HINCRBY', STATS, 'scheduled', int(nscheduled / 2)) end
 wake((nready + nscheduled) / 2)
 return out

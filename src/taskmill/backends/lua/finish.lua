@@ -28,7 +28,7 @@ for i = 3, #ARGV, 7 do
     if progress ~= '' then redis.call('HSET', key, 'progress', progress) end
     if err ~= '' then append_error(key, err) end
     if state == 'pending' then
-      redis.call('HINCRBY', key, 'attempts', -1)
+      redis.call('HINCRBY', key, 'attempts', '-1')
       if redis.call('HGET', key, 'cancel') == '1' then
         state = 'cancelled'
       else
@@ -64,11 +64,11 @@ end
 
 if #released > 0 then
   chunked('ZREM', LEASES, released)
-  redis.call('HINCRBY', STATS, 'running', -#released)
-  for state, n in pairs(arrived) do redis.call('HINCRBY', STATS, state, n) end
+  redis.call('HINCRBY', STATS, 'running', int(-#released))
+  for state, n in pairs(arrived) do redis.call('HINCRBY', STATS, state, int(n)) end
   -- The queue's throughput counts the jobs that ended succeeded or dead (see finished()).
   local ended = (arrived.succeeded or 0) + (arrived.dead or 0)
-  if ended > 0 then redis.call('HINCRBY', STATS, 'fin:' .. math.floor(now), ended) end
+  if ended > 0 then redis.call('HINCRBY', STATS, 'fin:' .. math.floor(now), int(ended)) end
 end
 chunked('ZADD', DONE, done)
 
