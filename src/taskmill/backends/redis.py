@@ -127,23 +127,16 @@ def _noscript(result: Any) -> bool:
     return isinstance(result, ReplyError) and str(result).endswith("Function not found")
 
 
-def _options(job: Job, spec: bytes) -> str | bytes:
-    """An option set's values for enqueue.lua: '' when all are defaults, which the job's
+def _options(job: Job, spec: bytes) -> bytes:
+    """An option set's values for enqueue.lua: empty when all are defaults, which the job's
     hash then leaves out (_job reads them back)."""
-    priority, retries, ttl = job.priority, job.max_retries, job.result_ttl
-    if (priority, retries, ttl, spec) == (
-        DEFAULT_PRIORITY,
-        DEFAULT_MAX_RETRIES,
-        DEFAULT_RESULT_TTL,
-        b"{}",
-    ):
-        return ""
-    return b"|".join((
-        b"" if priority == DEFAULT_PRIORITY else b"%d" % priority,
-        b"" if retries == DEFAULT_MAX_RETRIES else b"%d" % retries,
-        b"" if ttl == DEFAULT_RESULT_TTL else repr(ttl).encode(),
+    values = (
+        b"" if job.priority == DEFAULT_PRIORITY else b"%d" % job.priority,
+        b"" if job.max_retries == DEFAULT_MAX_RETRIES else b"%d" % job.max_retries,
+        b"" if job.result_ttl == DEFAULT_RESULT_TTL else repr(job.result_ttl).encode(),
         b"" if spec == b"{}" else spec,
-    ))  # fmt: skip
+    )
+    return b"|".join(values) if any(values) else b""
 
 
 def _opt(value: bytes | None) -> float | None:
