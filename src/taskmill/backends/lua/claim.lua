@@ -1,7 +1,7 @@
 -- Take up to `limit` due jobs of one queue for a worker: expire waiting jobs past their
 -- expires_at, promote scheduled jobs now due, then take the best ready ones.
 -- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua, then
---   KEYS[11] -> taskmill:{q}:claim:<worker id>  string: JSON [nonce, [ids]] of the worker's
+--   KEYS[11] -> taskmill:{q}:claim:<worker id>  string: nonce .. JSON [ids] of the worker's
 --               last claim of this queue that took jobs, kept a minute, so that the
 --               client's retry of a call whose reply was lost (a dropped connection) gets
 --               the same jobs instead of leaving them running unseen. A worker claims a
@@ -28,11 +28,11 @@ local stamp = ARGV[6] and num(now) or ARGV[1]
 local lease_until = num(now + tonumber(ARGV[4]))
 local TAKEN = KEYS[11]
 
+-- The record is the nonce, then the ids as JSON: only a replay decodes them.
 local last = redis.call('GET', TAKEN)
-last = last and cjson.decode(last)
-if last and last[1] == ARGV[5] then
+if last and string.find(last, ARGV[5], 1, true) == 1 then
   local out = {}
-  for i, id in ipairs(last[2]) do
+  for i, id in ipairs(cjson.decode(string.sub(last, #ARGV[5] + 1))) do
     local key = PREFIX .. id
     if redis.call('HGET', key, 'token') == ARGV[5] .. ':' .. i then
       out[#out + 1] = record(key, id)
@@ -44,20 +44,23 @@ end
 local BATCH = 1000
 local BATCH_ARGS = {'-inf', stamp, 'LIMIT', '0', int(BATCH)}
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, unpack(BATCH_ARGS))) do
-  local key = PREFIX .. id
-  local state = redis.call('HGET', key, 'state')
-  redis.call('ZREM', EXPIRING, id)
-  if WAITING[state] then
-    unplace(id)
-    move(key, state, 'expired')
-    finished(id, key, 'expired', now)
+-- Expired and delayed jobs are looked for where there are any (an empty zset is no key):
+-- most claims find neither, and a call saved is ~5,000 server instructions.
+if redis.call('EXISTS', EXPIRING, SCHEDULED) > 0 then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, unpack(BATCH_ARGS))) do
+    local key = PREFIX .. id
+    local state = redis.call('HGET', key, 'state')
+    redis.call('ZREM', EXPIRING, id)
+    if WAITING[state] then
+      unplace(id)
+      move(key, state, 'expired')
+      finished(id, key, 'expired', now)
+    end
   end
-end
-
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, unpack(BATCH_ARGS))) do
-  redis.call('ZREM', SCHEDULED, id)
-  redis.call('ZADD', READY, rank(PREFIX .. id), id)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, unpack(BATCH_ARGS))) do
+    redis.call('ZREM', SCHEDULED, id)
+    redis.call('ZADD', READY, rank(PREFIX .. id), id)
+  end
 end
 
 -- One read for the gates: paused, and the queue's concurrency limit (its own field, kept
@@ -76,18 +79,21 @@ for i = 1, #popped, 2 do
   local id = popped[i]
   local key = PREFIX .. id
   local fields = record(key, id)
-  local state, attempts, expires
+  local state, attempts, expires, cancel
   for f = 1, #fields, 2 do
     local name = fields[f]
     if name == 'state' then state = fields[f + 1]
     elseif name == 'attempts' then attempts = fields[f + 1]
-    elseif name == 'expires' then expires = true end
+    elseif name == 'expires' then expires = true
+    elseif name == 'cancel' then cancel = true end
   end
   from[state] = (from[state] or 0) + 1
   if expires then expiring[#expiring + 1] = id end
   redis.call('HSET', key, 'state', 'running', 'attempts', int((tonumber(attempts) or 0) + 1),
     'token', ARGV[5] .. ':' .. int((i + 1) / 2), 'worker', ARGV[3], 'started', stamp,
-    'lease', lease_until, 'cancel', 0)
+    'lease', lease_until)
+  -- A request to cancel was for an earlier attempt (the field is there only once one was made).
+  if cancel then redis.call('HDEL', key, 'cancel') end
   ids[#ids + 1] = id
   push(leases, lease_until, id)
   out[#out + 1] = fields
@@ -95,7 +101,7 @@ end
 if #ids > 0 then
   redis.call('ZADD', LEASES, unpack(leases))
   if #expiring > 0 then redis.call('ZREM', EXPIRING, unpack(expiring)) end
-  redis.call('SET', TAKEN, cjson.encode({ARGV[5], ids}), 'EX', '60')
+  redis.call('SET', TAKEN, ARGV[5] .. cjson.encode(ids), 'EX', '60')
   for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, int(-n)) end
   redis.call('HINCRBY', STATS, 'running', int(#ids))
 end
