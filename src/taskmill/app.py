@@ -139,22 +139,14 @@ class _JobOptions:
                 run_at = now + self.delay
             if self.ttl is not None:
                 expires_at = now + self.ttl
+        # Positional, in Job's field order: half the cost of keywords, and bulk enqueues
+        # build tens of thousands. A run_at of 0 is "when stored" to every backend: a job
+        # with no time of its own runs from its enqueue rather than from when it was built.
         return Job(
-            task=task,
-            payload=payload,
-            id=self.id or new_id(),
-            queue=self.queue,
-            priority=self.priority,
-            max_retries=self.max_retries,
-            retry=self.retry,
-            timeout=self.timeout,
-            result_ttl=self.result_ttl,
-            expires_at=expires_at,
-            metadata={} if self.metadata is None else dict(self.metadata),
-            # 0 is "when stored" to every backend: a job with no time of its own runs from
-            # its enqueue rather than from when it was built.
-            run_at=run_at or 0.0,
-        )
+            task, payload, self.id or new_id(), self.queue, self.priority, JobState.PENDING,
+            self.max_retries, self.retry, self.timeout, self.result_ttl, expires_at,
+            {} if self.metadata is None else dict(self.metadata), 0.0, run_at or 0.0,
+        )  # fmt: skip
 
 
 class _Portal:

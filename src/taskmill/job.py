@@ -109,6 +109,8 @@ def check_queue_name(name: str) -> str:
 #: theirs in blocks. A forked child empties the block, or it would give its parent's ids.
 _random_hex: list[str] = []
 os.register_at_fork(after_in_child=_random_hex.clear)
+#: The millisecond of the last id made, and its hex.
+_stamp = (0, "")
 
 
 def new_id() -> str:
@@ -117,13 +119,17 @@ def new_id() -> str:
     Time-ordered, so that the ids of new jobs land together at the end of an index rather
     than on a random page each (a batch of inserts then writes a few pages, not thousands).
     """
+    global _stamp
     try:
         tail = _random_hex.pop()  # atomic: threads never share a value
     except IndexError:
         block = os.urandom(10 * 256).hex()
         _random_hex.extend([block[i : i + 20] for i in range(0, len(block), 20)])
         tail = _random_hex.pop()
-    return f"{time.time_ns() // 1_000_000:012x}{tail}"
+    ms, stamp = time.time_ns() // 1_000_000, _stamp
+    if ms != stamp[0]:  # a millisecond's hex is written once for all its ids
+        stamp = _stamp = (ms, f"{ms:012x}")  # one object: threads read both halves alike
+    return stamp[1] + tail
 
 
 def encode(value: Any) -> bytes:

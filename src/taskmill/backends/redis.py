@@ -64,7 +64,7 @@ from taskmill.backends.base import (
 )
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_schedules import RedisSchedules
-from taskmill.backends.redis_scripts import SOURCE, function, queue_keys
+from taskmill.backends.redis_scripts import FUNCTIONS, SOURCE, queue_keys
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import (
     DEFAULT_MAX_RETRIES,
@@ -118,7 +118,7 @@ def _command(op: Op) -> Op:
     if op[0] != "script":
         return op
     _, name, keys, args = op
-    return ("FCALL", function(name), len(keys), *keys, *args)
+    return ("FCALL", FUNCTIONS[name], len(keys), *keys, *args)
 
 
 def _noscript(result: Any) -> bool:
@@ -329,6 +329,11 @@ class RedisBackend(RedisSchedules, Backend):
         # Not self._errors(): that context manager costs about 1 us, and every call comes here.
         try:
             results = await self._redis.execute(commands)
+            for result in results:
+                if isinstance(result, ReplyError):
+                    break
+            else:
+                return results
             lost = [i for i, r in enumerate(results) if _noscript(r)]
             if lost:  # a restarted or new server: those did not run, so run them again
                 await self._load_scripts()

@@ -46,6 +46,9 @@ class ReplyError(Exception):
 
 
 def _pack(commands: Sequence[Command]) -> bytes:
+    if len(commands) == 1:  # most calls
+        packed: bytes = hiredis.pack_command(tuple(commands[0]))
+        return packed
     return b"".join([hiredis.pack_command(tuple(c)) for c in commands])
 
 

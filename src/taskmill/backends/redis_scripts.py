@@ -52,9 +52,8 @@ def _library() -> tuple[str, str]:
 LIBRARY, SOURCE = _library()
 
 
-def function(script: str) -> str:
-    """The name of a script's function in this version's library."""
-    return f"{LIBRARY}_{script}"
+#: The name of each script's function in this version's library.
+FUNCTIONS = {script: f"{LIBRARY}_{script}" for script in (*QUEUE_SCRIPTS, *GLOBAL_SCRIPTS)}
 
 
 @functools.lru_cache(maxsize=1024)
