@@ -146,6 +146,28 @@ async def test_a_job_stored_with_a_seq_and_no_rank_is_placed_by_its_seq(redis_se
         await backend.close()
 
 
+async def test_a_job_with_no_rank_goes_behind_the_jobs_of_its_priority(redis_server: str) -> None:
+    clock = FakeClock()
+    backend = connect(fresh_redis(redis_server), clock=clock)
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    try:
+        early, late = await backend.enqueue([Job(task="t", run_at=clock() + 5), Job(task="t")])
+        # A job due at once keeps its rank as its score alone, until a claim writes it down.
+        fields = await backend._exec(
+            [("HKEYS", f"taskmill:{{default}}:job:{j.id}") for j in (early, late)]
+        )
+        assert [b"rank" in f for f in fields] == [True, False]
+        await backend._exec([("HDEL", f"taskmill:{{default}}:job:{early.id}", "rank")])
+        clock.advance(5)
+        taken = await backend.claim(["default"], "w1", 2, 30.0)
+        assert [j.id for j in taken] == [late.id, early.id]
+        (rank,) = await backend._exec([("HGET", f"taskmill:{{default}}:job:{late.id}", "rank")])
+        assert rank is not None
+    finally:
+        await backend.close()
+
+
 async def test_a_queue_and_its_jobs_live_in_one_cluster_slot(redis_cluster: str) -> None:
     url = fresh_redis(redis_cluster)
     backend = connect(url)

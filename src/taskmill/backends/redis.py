@@ -159,32 +159,20 @@ def _job(queue: str, f: Mapping[bytes, bytes]) -> Job:
     errors, result = f.get(b"errors"), f.get(b"result")
     worker, token = f.get(b"worker"), f.get(b"token")
     created, run_at = float(f[b"created"]), f.get(b"run_at")
-    job = Job(
-        task=f[b"task"].decode(),
-        payload=f[b"payload"],
-        id=f[b"id"].decode(),
-        queue=queue,
-        priority=int(f.get(b"priority", DEFAULT_PRIORITY)),
-        state=_STATES[f[b"state"]],
-        max_retries=int(f.get(b"retries", DEFAULT_MAX_RETRIES)),
-        expires_at=_opt(f.get(b"expires")),
-        created_at=created,
-        run_at=created if run_at is None else float(run_at),
-        started_at=_opt(f.get(b"started")),
-        finished_at=_opt(f.get(b"finished")),
-        attempts=int(f.get(b"attempts", 0)),
-        errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors else [],
-        worker=None if worker is None else worker.decode(),
-        token=None if token is None else token.decode(),
-        lease_until=_opt(f.get(b"lease")),
-        result=None if result is None else decode(result),
-        progress=_opt(f.get(b"progress")),
-        cancel_requested=f.get(b"cancel") == b"1",
-    )
-    job.retry, job.timeout, job.result_ttl, metadata = decode_spec(f.get(b"spec", b"{}"))
-    if metadata:
-        job.metadata = dict(metadata)
-    return job
+    retry, timeout, result_ttl, metadata = decode_spec(f.get(b"spec", b"{}"))
+    # Positional, in Job's field order: a claim reads every job it takes through here.
+    return Job(
+        f[b"task"].decode(), f[b"payload"], f[b"id"].decode(), queue,
+        int(f.get(b"priority", DEFAULT_PRIORITY)), _STATES[f[b"state"]],
+        int(f.get(b"retries", DEFAULT_MAX_RETRIES)), retry, timeout, result_ttl,
+        _opt(f.get(b"expires")), dict(metadata) if metadata else {},
+        created, created if run_at is None else float(run_at),
+        _opt(f.get(b"started")), _opt(f.get(b"finished")), int(f.get(b"attempts", 0)),
+        [AttemptError.from_dict(e) for e in decode(errors)] if errors else [],
+        None if worker is None else worker.decode(), None if token is None else token.decode(),
+        _opt(f.get(b"lease")), None if result is None else decode(result),
+        _opt(f.get(b"progress")), f.get(b"cancel") == b"1",
+    )  # fmt: skip
 
 
 def _raw(reply: Any) -> Any:

@@ -89,9 +89,11 @@ for i = 1, #popped, 2 do
   end
   from[state] = (from[state] or 0) + 1
   if expires then expiring[#expiring + 1] = id end
+  -- The rank too: a job due when stored has it only as its score in READY, and a retry or
+  -- a hand-back puts the job back in its place.
   redis.call('HSET', key, 'state', 'running', 'attempts', int((tonumber(attempts) or 0) + 1),
     'token', ARGV[5] .. ':' .. int((i + 1) / 2), 'worker', ARGV[3], 'started', stamp,
-    'lease', lease_until)
+    'lease', lease_until, 'rank', popped[i + 1])
   -- A request to cancel was for an earlier attempt (the field is there only once one was made).
   if cancel then redis.call('HDEL', key, 'cancel') end
   ids[#ids + 1] = id

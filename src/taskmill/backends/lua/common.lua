@@ -51,10 +51,12 @@ local function rank_of(priority, seq)
   return num((PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
 end
 
--- A job's rank, as enqueue stored it; jobs stored before it did so have their seq instead.
+-- A job's rank, as enqueue or claim stored it; jobs stored by older versions may have their
+-- seq instead, and one with neither goes behind the jobs of its priority.
 local function rank(key)
   local stored, priority, seq = unpack(redis.call('HMGET', key, 'rank', 'priority', 'seq'))
-  return stored or rank_of(priority or DEFAULT_PRIORITY, seq)
+  return stored or rank_of(priority or DEFAULT_PRIORITY,
+    seq or redis.call('HINCRBY', STATS, 'seq', '1'))
 end
 
 -- A job's record as HGETALL gives it, plus its id, which the hash leaves out (the key has

@@ -95,13 +95,15 @@ for i = FIRST, #ARGV, STEP do
     local rank = format('%d', base[s] + seq)
     local more = extra[s]
     if run_at ~= '' then  -- a time of its own: a table for this job
-      more = {'run_at', run_at, unpack(more)}
+      more = {'run_at', run_at, 'rank', rank, unpack(more)}
     end
     -- Most jobs keep every default: fewer fields, less memory per waiting job, a cheaper
-    -- HSET (each field scans those before it). The id is in the key, the listing seq is
-    -- the job's score in ALL, and run_at, when it is the enqueue time, is `created`.
+    -- HSET (each field scans those before it, and grows the hash by a reallocation). The
+    -- id is in the key, the listing seq is the job's score in ALL, run_at, when it is the
+    -- enqueue time, is `created`, and the rank of a job due now is its score in READY
+    -- (claim writes it down when it takes the job); a job due later keeps it until then.
     call('HSET', key, 'task', task[s], 'payload', ARGV[i + 1], 'created', created,
-      'state', state, 'rank', rank, unpack(more))
+      'state', state, unpack(more))
     if expires ~= '' then
       call('HSET', key, 'expires', expires)
       expiring[nexpiring + 1], expiring[nexpiring + 2], nexpiring = expires, id, nexpiring + 2
