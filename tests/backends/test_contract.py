@@ -69,6 +69,12 @@ async def test_enqueue_with_an_existing_id_keeps_the_first(backend: Backend) -> 
     assert again.queue == "a"
     jobs, _ = await backend.list_jobs()
     assert sorted(j.id for j in jobs) == ["other", "same"]
+    # One job at a time, with every default (the Redis backend's shortest path).
+    (first,) = await backend.enqueue([Job(task="t", id="plain", payload=b'{"args":[1]}')])
+    (same,) = await backend.enqueue([Job(task="t", id="plain", payload=b'{"args":[2]}')])
+    (moved,) = await backend.enqueue([Job(task="t", id="plain", queue="b")])
+    assert (same.args, moved.queue, moved.args) == ([1], "default", [1])
+    assert same.created_at == first.created_at
 
 
 async def test_a_batch_answers_each_job_in_its_place(backend: Backend) -> None:

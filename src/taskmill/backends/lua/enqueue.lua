@@ -13,6 +13,12 @@
 -- then       -> per job, 4 values: id, payload, listing seq, and '' for a job of the first
 --               option set due now with no expiry, else 'option set|run_at|expires_at'
 --               (1-based set; '' for now and for none)
+-- so that the common call, one job of one option set, has ARGV[4] its task, then
+-- ARGV[5]    -> its options
+-- ARGV[6]    -> its id
+-- ARGV[7]    -> its payload
+-- ARGV[8]    -> its listing seq
+-- ARGV[9]    -> its own values ('' when due now with no expiry)
 -- Returns the jobs not stored, as {position (1-based), value} pairs (flat): the existing
 -- record (record() in common.lua) if its id is in this queue, else the name of the queue it
 -- belongs to.
@@ -23,6 +29,25 @@
 local call, format, tonumber, match = redis.call, string.format, tonumber, string.match
 local now, queue, created = tonumber(ARGV[1]), ARGV[2], ARGV[1]
 local IDS, QUEUES = KEYS[11], KEYS[12]
+
+-- The common call on one server: one job, due now, every option the default. Stored here
+-- with a fifth fewer server instructions than by the general path below, whose tables are
+-- for batches; an id already recorded goes on to that path (HSETNX again answers 0).
+if IDS and #ARGV == 9 and ARGV[5] == '' and ARGV[9] == '' then
+  local id = ARGV[6]
+  if call('HSETNX', IDS, id, queue) == 1 then
+    local seq = call('HINCRBY', STATS, 'seq', '1')
+    if seq == 1 then call('SADD', QUEUES, queue) end
+    call('HSET', PREFIX .. id, 'task', ARGV[4], 'payload', ARGV[7], 'created', created,
+      'state', 'pending')
+    call('ZADD', READY, format('%d', (PRIORITY_MAX - DEFAULT_PRIORITY) * SEQ_BITS + seq), id)
+    call('ZADD', ALL, ARGV[8], id)
+    call('HINCRBY', STATS, 'pending', '1')
+    wake(1)
+    return {}
+  end
+end
+
 local sets = tonumber(ARGV[3])
 local FIRST, STEP = 4 + sets * 2, 4
 local count = (#ARGV - FIRST + 1) / STEP
