@@ -42,11 +42,11 @@ if last and string.find(last, ARGV[5], 1, true) == 1 then
 end
 -- Bounded, so that one call never holds the server long; the rest goes next time.
 local BATCH = 1000
-local BATCH_ARGS = {'-inf', stamp, 'LIMIT', '0', int(BATCH)}
 
 -- Expired and delayed jobs are looked for where there are any (an empty zset is no key):
 -- most claims find neither, and a call saved is ~5,000 server instructions.
 if redis.call('EXISTS', EXPIRING, SCHEDULED) > 0 then
+  local BATCH_ARGS = {'-inf', stamp, 'LIMIT', '0', int(BATCH)}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, unpack(BATCH_ARGS))) do
     local key = PREFIX .. id
     local state = redis.call('HGET', key, 'state')
