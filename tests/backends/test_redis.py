@@ -90,9 +90,9 @@ async def test_default_options_are_left_out_of_a_hash_and_read_as_defaults(
         jobs = [Job(task="t"), Job(task="t", priority=3), Job(task="t", run_at=clock() + 5)]
         await backend.enqueue(jobs)
         fields = await backend._exec([("HKEYS", f"taskmill:{{default}}:job:{j.id}") for j in jobs])
-        optional = {b"priority", b"retries", b"spec", b"ttl", b"run_at", b"id", b"lseq"}
+        optional = {b"priority", b"retries", b"spec", b"ttl", b"run_at", b"rank", b"id", b"lseq"}
         left = [optional & set(f) for f in fields]
-        assert left == [set(), {b"priority", b"retries", b"spec", b"ttl"}, {b"run_at"}]
+        assert left == [set(), {b"priority", b"retries", b"spec", b"ttl"}, {b"run_at", b"rank"}]
         got = await backend.get(jobs[0].id)
         assert got is not None
         assert (got.priority, got.max_retries, got.retry, got.result_ttl, got.timeout) == (
@@ -129,8 +129,10 @@ async def test_default_options_are_left_out_of_a_hash_and_read_as_defaults(
         await backend.close()
 
 
-async def test_a_job_stored_with_a_seq_and_no_rank_is_placed_by_its_seq(redis_server: str) -> None:
-    # Jobs stored before enqueue.lua kept a job's rank hold its seq: rank() works it out.
+@pytest.mark.parametrize("older", [("seq", 1, "priority", 3), ()])
+async def test_a_job_placed_without_its_rank(redis_server: str, older: tuple[object, ...]) -> None:
+    """Jobs stored by older versions hold their seq instead of a rank: rank() works it out.
+    A job with neither goes behind the jobs of its priority."""
     clock = FakeClock()
     backend = connect(fresh_redis(redis_server), clock=clock)
     await backend.open()
@@ -138,30 +140,11 @@ async def test_a_job_stored_with_a_seq_and_no_rank_is_placed_by_its_seq(redis_se
     try:
         early, late = await backend.enqueue([Job(task="t", run_at=clock() + 5), Job(task="t")])
         key = f"taskmill:{{default}}:job:{early.id}"
-        await backend._exec([("HDEL", key, "rank"), ("HSET", key, "seq", 1, "priority", 3)])
+        await backend._exec([("HDEL", key, "rank"), *([("HSET", key, *older)] if older else [])])
         clock.advance(5)  # due: claim places it in the ready queue
         taken = await backend.claim(["default"], "w1", 2, 30.0)
-        assert [j.id for j in taken] == [early.id, late.id]
-    finally:
-        await backend.close()
-
-
-async def test_a_job_with_no_rank_goes_behind_the_jobs_of_its_priority(redis_server: str) -> None:
-    clock = FakeClock()
-    backend = connect(fresh_redis(redis_server), clock=clock)
-    await backend.open()
-    assert isinstance(backend, RedisBackend)
-    try:
-        early, late = await backend.enqueue([Job(task="t", run_at=clock() + 5), Job(task="t")])
-        # A job due at once keeps its rank as its score alone, until a claim writes it down.
-        fields = await backend._exec(
-            [("HKEYS", f"taskmill:{{default}}:job:{j.id}") for j in (early, late)]
-        )
-        assert [b"rank" in f for f in fields] == [True, False]
-        await backend._exec([("HDEL", f"taskmill:{{default}}:job:{early.id}", "rank")])
-        clock.advance(5)
-        taken = await backend.claim(["default"], "w1", 2, 30.0)
-        assert [j.id for j in taken] == [late.id, early.id]
+        assert [j.id for j in taken] == ([early.id, late.id] if older else [late.id, early.id])
+        # A job due when stored had its rank only as its score in READY: the claim kept it.
         (rank,) = await backend._exec([("HGET", f"taskmill:{{default}}:job:{late.id}", "rank")])
         assert rank is not None
     finally:
