@@ -46,9 +46,10 @@ local function int(n)
 end
 
 -- Highest priority first, then enqueue order: a job keeps its rank (see rank below), so a
--- retried or handed back job keeps its place among the jobs of its priority.
+-- retried or handed back job keeps its place among the jobs of its priority. %d: exact for
+-- any rank (below 2^53), and cheaper than num()'s %.17g.
 local function rank_of(priority, seq)
-  return num((PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
+  return string.format('%d', (PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
 end
 
 -- A job's rank, as enqueue or claim stored it; jobs stored by older versions may have their
