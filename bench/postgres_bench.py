@@ -40,6 +40,7 @@ from redis_bench import (
     PeerRun,
     Procs,
     ensure_venv,
+    latency_summary,
     machine,
     private_redis,
     progress,
@@ -182,10 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in args.peers:
                 progress(f"{name}:")
                 extra = {"BENCH_QUEUE_URL": databases.url(name)}
-                data["results"][name] = run_peer(
+                result = data["results"][name] = run_peer(
                     name, args, recorder, procs, scratch,
                     venv=venv, extra_env=extra, reset=databases.reset,
                 )  # fmt: skip
+                if "latency" in result:
+                    result["latency"] = latency_summary([result["latency"]])
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         title = (

@@ -10,7 +10,8 @@ One run starts a private `redis-server --save '' --appendonly no` on a free loop
 peer (bench/peers/<peer>_driver.py, run by that venv's python; bench/peers/driver.py
 describes the protocol). The server is flushed before every measurement. The run goes
 kind by kind (enqueue, drain, latency), every peer in turn, and notes the loopback's
-round trip before each kind.
+round trip before each kind. Latency goes in rounds (--rounds), the peers' order turned
+each round, and pools each peer's samples: a slow spell of the VM then falls on every peer.
 
 Every figure is measured in this run; a peer that cannot run, or a measurement that fails
 or times out, is reported as such, never estimated. The task records its start time through
@@ -406,8 +407,22 @@ def measure_latency(run: PeerRun, rate: float, seconds: float, timeout: float) -
         "rate": rate,
         "seconds": seconds,
         "pacer_max_late_ms": round(paced["max_late"] * 1e3, 3),
-        **{f"p{q}_ms": percentile(latencies, q) * 1e3 for q in (50, 95, 99)},
-        "max_ms": max(latencies) * 1e3,
+        "samples": latencies,
+    }
+
+
+def latency_summary(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """measure_latency's rounds of one peer as one figure: the percentiles of all their
+    samples, and each round's p50 to show how far they differ."""
+    samples = [x for part in rounds for x in part["samples"]]
+    return {
+        "jobs": len(samples),
+        "rate": rounds[0]["rate"],
+        "seconds": sum(part["seconds"] for part in rounds),
+        "rounds_p50_ms": [percentile(part["samples"], 50) * 1e3 for part in rounds],
+        "pacer_max_late_ms": max(part["pacer_max_late_ms"] for part in rounds),
+        **{f"p{q}_ms": percentile(samples, q) * 1e3 for q in (50, 95, 99)},
+        "max_ms": max(samples) * 1e3,
     }
 
 
@@ -515,7 +530,8 @@ def report(
         f"machine: {machine['cores']} cores, {machine['cpu']}; {machine['python']}; "
         f"{server}; load before: {machine['load_before']}",
         f"N: single enqueue {params['single']:,}, bulk {params['bulk']:,}, drain "
-        f"{params['drain']:,}; latency {params['rate']:g} jobs/s for {params['seconds']:g} s",
+        f"{params['drain']:,}; latency {params['rate']:g} jobs/s for {params['seconds']:g} s"
+        + (f" in {params['rounds']} rounds" if params.get("rounds", 1) > 1 else ""),
         "drain jobs/s: first job start to last job start; 'wall' counts from launching the "
         "worker(s), start-up included",
         "vs taskmill: the peer's figure / taskmill's (for latency, above 1 is slower)",
@@ -633,6 +649,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain", type=int, help="jobs per drain (20,000)")
     parser.add_argument("--rate", type=float, default=100.0, help="latency: jobs/s (100)")
     parser.add_argument("--seconds", type=float, help="latency: seconds of pacing (10)")
+    parser.add_argument(
+        "--rounds", type=int, help="latency: rounds the seconds are split into (3; --quick 2)"
+    )
     parser.add_argument("--timeout", type=float, help="seconds one measurement may take (120)")
     parser.add_argument("--max-time", type=float, default=2400.0, help="seconds for the run")
     parser.add_argument("--json", type=Path, default=DOCS / "bench-redis.json")
@@ -644,6 +663,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.bulk = args.bulk or (2_000 if quick else 20_000)
     args.drain = args.drain or (2_000 if quick else 20_000)
     args.seconds = args.seconds or (3.0 if quick else 10.0)
+    args.rounds = max(1, args.rounds or (2 if quick else 3))
     args.timeout = args.timeout or (60.0 if quick else 120.0)
     args.peers = args.peers.split(",") if args.peers else PEERS
     unknown = set(args.peers) - set(PEERS)
@@ -755,16 +775,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             # Kind by kind, every peer in turn: a slow spell of the machine then falls on a
             # few neighbouring measurements of every peer, not on all of one peer's.
+            # Latency, the figure a passing spell moves most, is taken in rounds, the peers'
+            # order turned each time, and each peer's samples pooled.
             data["loopback_us"] = {}
             for section in [args.only] if args.only else SECTIONS:
                 data["loopback_us"][section] = loopback_us(url)
-                section_args = argparse.Namespace(**{**vars(args), "only": section})
-                for name in args.peers:
-                    progress(f"{name}: {section}")
-                    part = run_peer(name, section_args, url, procs, scratch)
-                    result = data["results"].setdefault(name, {"errors": {}})
-                    result["errors"].update(part.pop("errors"))
-                    result.update(part)
+                rounds = args.rounds if section == "latency" else 1
+                section_args = argparse.Namespace(
+                    **{**vars(args), "only": section, "seconds": args.seconds / rounds}
+                )
+                for r in range(rounds):
+                    turn = r * len(args.peers) // rounds
+                    for name in args.peers[turn:] + args.peers[:turn]:
+                        progress(
+                            f"{name}: {section}" + (f" {r + 1}/{rounds}" if rounds > 1 else "")
+                        )
+                        part = run_peer(name, section_args, url, procs, scratch)
+                        result = data["results"].setdefault(name, {"errors": {}})
+                        result["errors"].update(part.pop("errors"))
+                        if "latency" in part:
+                            result.setdefault("latency_rounds", []).append(part.pop("latency"))
+                        result.update(part)
+            for result in data["results"].values():
+                if "latency_rounds" in result:
+                    result["latency"] = latency_summary(result.pop("latency_rounds"))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         print(report(data))
