@@ -149,7 +149,11 @@ async def test_schedules_at_run_time(timed: App, clock: FakeClock) -> None:
     with pytest.raises(ScheduleError, match="exists"):
         await timed.schedules.acreate("nightly", "report", "@daily")
     changed = await timed.schedules.aupdate("nightly", cron="@hourly", options={"queue": "q"})
-    assert (changed.cron, changed.tz, changed.queue) == ("@hourly", "Europe/Paris", "q")
+    assert (changed.cron, changed.tz, changed.options) == (
+        "@hourly",
+        "Europe/Paris",
+        {"queue": "q"},
+    )
     assert changed.next_tick(clock()) == MINUTE + 3600
     assert [s.name for s in await timed.schedules.alist()] == ["nightly"]
     await timed.schedules.adelete("nightly")
@@ -208,7 +212,7 @@ async def test_schedules_declared_in_code_are_stored_by_a_starting_scheduler(
     stored = {s.name: s for s in await timed.schedules.alist()}
     assert set(stored) == {"digest", "hourly-report"}
     assert (stored["digest"].source, stored["digest"].task) == ("code", digest.name)
-    assert (stored["digest"].queue, stored["digest"].tz) == ("reports", "Europe/Paris")
+    assert (stored["digest"].options["queue"], stored["digest"].tz) == ("reports", "Europe/Paris")
     # Paused at run time, it stays paused when a scheduler starts again.
     await timed.schedules.apause("hourly-report")
     await Scheduler(timed).lead()

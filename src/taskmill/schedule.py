@@ -90,10 +90,6 @@ class Schedule:
         if self.source not in ("code", "api"):
             raise ScheduleError(f"source must be 'code' or 'api', not {self.source!r}")
 
-    @property
-    def queue(self) -> str:
-        return str(self.options.get("queue", "default"))
-
     def parsed(self) -> Cron:
         return Cron(self.cron, self.tz)
 

@@ -598,7 +598,7 @@ async def test_put_schedule_replaces_the_definition_and_keeps_the_state(backend:
     await backend.put_schedule(schedule(paused=True, options={"queue": "other"}))
     got = await backend.get_schedule("nightly")
     assert got is not None
-    assert (got.paused, got.queue) == (True, "other")
+    assert (got.paused, got.options) == (True, {"queue": "other"})
     assert (got.last_tick, got.recent_jobs) == (1000.0, ["schedule:nightly:1000"])
     # Deleting drops the state: a schedule made again under the name starts afresh.
     await backend.delete_schedule("nightly")

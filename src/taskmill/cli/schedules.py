@@ -30,6 +30,7 @@ from taskmill.cli.common import (
     queue_name,
     run,
 )
+from taskmill.job import DEFAULT_QUEUE
 from taskmill.schedule import LEADER, Schedule
 from taskmill.scheduler import Scheduler
 
@@ -72,6 +73,14 @@ def _echo_schedule(schedule: Schedule, as_json: bool) -> None:
     click.echo(f"next tick  {_when(schedule.next_tick(now), now)}")
 
 
+def _queue(app: App, schedule: Schedule) -> str:
+    """Where the schedule's jobs go: its own queue, else its task's, as make_job picks it
+    (the task's is known only to an app that has the task)."""
+    task = app.tasks.get(schedule.task)
+    defaults = {} if task is None else task.defaults
+    return str(schedule.options.get("queue", defaults.get("queue", DEFAULT_QUEUE)))
+
+
 @schedules.command("list")
 @global_options
 @json_option
@@ -82,7 +91,8 @@ def schedules_list(config: Config, as_json: bool) -> None:
     async def work(app: App, backend: Backend) -> tuple[list[Schedule], Lease | None]:
         return await backend.list_schedules(), await backend.get_lease(LEADER)
 
-    found, leader = run(config.load(), work)
+    app = config.load()
+    found, leader = run(app, work)
     now = time.time()
     if as_json:
         echo_json([schedule.to_dict(now) for schedule in found])
@@ -92,7 +102,7 @@ def schedules_list(config: Config, as_json: bool) -> None:
             s.name,
             f"{s.cron} {s.tz}",
             s.task,
-            s.queue,
+            _queue(app, s),
             "paused" if s.paused else "active",
             ago(s.last_tick, now),
             ago(s.next_tick(now), now),
