@@ -4,11 +4,12 @@
     .venv/bin/python bench/redis_bench.py --quick          # small sizes, every peer
     .venv/bin/python bench/redis_bench.py --peers rq,arq --only drain
 
-One run starts a private `redis-server --save '' --appendonly no` on a free loopback port
-(never the shared 6379), installs each peer from PyPI into its own venv under bench/.venvs/
-(first run only), and measures each with the same no-op task through a driver script per
-peer (bench/peers/<peer>_driver.py, run by that venv's python; bench/peers/driver.py
-describes the protocol). The server is flushed before every measurement. The run goes
+Each peer's turn at a kind of measurement gets a private `redis-server --save ''
+--appendonly no` of its own on a free loopback port (never the shared 6379). The run
+installs each peer from PyPI into its own venv under bench/.venvs/ (first run only), and
+measures each with the same no-op task through a driver script per peer
+(bench/peers/<peer>_driver.py, run by that venv's python; bench/peers/driver.py describes
+the protocol). The server is flushed before every measurement. The run goes
 kind by kind (enqueue, drain, latency), every peer in turn, and notes the loopback's
 round trip before each kind. Latency goes in rounds (--rounds), the peers' order turned
 each round, and pools each peer's samples: a slow spell of the VM then falls on every peer.
@@ -518,8 +519,8 @@ def setting(figure: str, result: dict[str, Any]) -> str:
 
 def report(
     data: dict[str, Any],
-    title: str = "taskmill vs peers on Redis (no-op task; private redis-server, FLUSHALL "
-    "between runs)",
+    title: str = "taskmill vs peers on Redis (no-op task; a private redis-server per peer and "
+    "kind, FLUSHALL between runs)",
 ) -> str:
     results: dict[str, dict[str, Any]] = data["results"]
     params = data["params"]
@@ -761,44 +762,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     timer.start()
     data: dict[str, Any] = {"machine": machine(), "params": {}, "results": {}}
     try:
-        with private_redis(procs, scratch) as url:
-            with Redis(url) as redis:
-                server = redis.execute("INFO", "server")
-            assert isinstance(server, bytes)
-            data["redis_version"] = next(
-                line.split(":", 1)[1]
-                for line in server.decode().splitlines()
-                if line.startswith("redis_version:")
+        with private_redis(procs, scratch) as url, Redis(url) as redis:
+            server = redis.execute("INFO", "server")
+        assert isinstance(server, bytes)
+        data["redis_version"] = next(
+            line.split(":", 1)[1]
+            for line in server.decode().splitlines()
+            if line.startswith("redis_version:")
+        )
+        data["params"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        # Kind by kind, every peer in turn: a slow spell of the machine then falls on a few
+        # neighbouring measurements of every peer, not on all of one peer's. Latency, the
+        # figure a passing spell moves most, is taken in rounds, the peers' order turned each
+        # time, and each peer's samples pooled. Each peer's turn gets a server of its own:
+        # one that has just run another peer's drains answers slower for a while.
+        data["loopback_us"] = {}
+        for section in [args.only] if args.only else SECTIONS:
+            rounds = args.rounds if section == "latency" else 1
+            section_args = argparse.Namespace(
+                **{**vars(args), "only": section, "seconds": args.seconds / rounds}
             )
-            data["params"] = {
-                k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-            }
-            # Kind by kind, every peer in turn: a slow spell of the machine then falls on a
-            # few neighbouring measurements of every peer, not on all of one peer's.
-            # Latency, the figure a passing spell moves most, is taken in rounds, the peers'
-            # order turned each time, and each peer's samples pooled.
-            data["loopback_us"] = {}
-            for section in [args.only] if args.only else SECTIONS:
-                data["loopback_us"][section] = loopback_us(url)
-                rounds = args.rounds if section == "latency" else 1
-                section_args = argparse.Namespace(
-                    **{**vars(args), "only": section, "seconds": args.seconds / rounds}
-                )
-                for r in range(rounds):
-                    turn = r * len(args.peers) // rounds
-                    for name in args.peers[turn:] + args.peers[:turn]:
-                        progress(
-                            f"{name}: {section}" + (f" {r + 1}/{rounds}" if rounds > 1 else "")
-                        )
+            for r in range(rounds):
+                turn = r * len(args.peers) // rounds
+                for name in args.peers[turn:] + args.peers[:turn]:
+                    progress(f"{name}: {section}" + (f" {r + 1}/{rounds}" if rounds > 1 else ""))
+                    with private_redis(procs, scratch) as url:
+                        if section not in data["loopback_us"]:
+                            data["loopback_us"][section] = loopback_us(url)
                         part = run_peer(name, section_args, url, procs, scratch)
-                        result = data["results"].setdefault(name, {"errors": {}})
-                        result["errors"].update(part.pop("errors"))
-                        if "latency" in part:
-                            result.setdefault("latency_rounds", []).append(part.pop("latency"))
-                        result.update(part)
-            for result in data["results"].values():
-                if "latency_rounds" in result:
-                    result["latency"] = latency_summary(result.pop("latency_rounds"))
+                    result = data["results"].setdefault(name, {"errors": {}})
+                    result["errors"].update(part.pop("errors"))
+                    if "latency" in part:
+                        result.setdefault("latency_rounds", []).append(part.pop("latency"))
+                    result.update(part)
+        for result in data["results"].values():
+            if "latency_rounds" in result:
+                result["latency"] = latency_summary(result.pop("latency_rounds"))
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         print(report(data))
