@@ -774,8 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Kind by kind, every peer in turn: a slow spell of the machine then falls on a few
         # neighbouring measurements of every peer, not on all of one peer's. Latency, the
         # figure a passing spell moves most, is taken in rounds, the peers' order turned each
-        # time, and each peer's samples pooled. Each peer's turn gets a server of its own:
-        # one that has just run another peer's drains answers slower for a while.
+        # time, and each peer's samples pooled. Each peer's turn gets a server of its own,
+        # which inherits nothing (keyspace, allocator) from another peer's measurements.
         data["loopback_us"] = {}
         for section in [args.only] if args.only else SECTIONS:
             rounds = args.rounds if section == "latency" else 1
