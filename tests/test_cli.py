@@ -63,15 +63,25 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-@pytest.fixture
-def tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A tasks module in the current directory, as a user has one; its --app spec."""
+@contextmanager
+def app_module(source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A module of `source` defining `app`, in the current directory as a user has one;
+    its --app spec."""
     name = f"tasks_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(TASKS)
+    (tmp_path / f"{name}.py").write_text(source)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    yield f"{name}:app"
-    sys.modules.pop(name, None)
+    try:
+        yield f"{name}:app"
+    finally:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The TASKS module; its --app spec."""
+    with app_module(TASKS, tmp_path, monkeypatch) as spec:
+        yield spec
 
 
 @pytest.fixture

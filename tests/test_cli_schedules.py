@@ -4,15 +4,13 @@ test_scheduler_processes.py as a subprocess)."""
 from __future__ import annotations
 
 import asyncio
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
 from taskmill.backends import connect
 from taskmill.schedule import LEADER
-from tests.test_cli import ok, run
+from tests.test_cli import app_module, ok, run
 
 
 def test_schedules_add_list_show_pause_resume_delete(url: str) -> None:
@@ -82,17 +80,14 @@ def test_schedules_list_names_the_queue_its_jobs_go_to(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A schedule with no queue of its own fills its task's, which only the app knows."""
-    name = f"mail_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(
+    source = (
         "from taskmill import App\napp = App()\n\n"
         "@app.task(name='mail.send', queue='mail')\ndef send() -> None: ...\n"
     )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", list(sys.path))
     for schedule, task in (("own", "mail.send"), ("task", "mail.send"), ("none", "other")):
         extra = ["--queue", "own"] if schedule == "own" else []
         ok("--url", url, "schedules", "add", schedule, task, "@daily", *extra)
-    rows = run("--url", url, "--app", f"{name}:app", "schedules", "list").stdout.splitlines()
+    with app_module(source, tmp_path, monkeypatch) as spec:
+        rows = run("--url", url, "--app", spec, "schedules", "list").stdout.splitlines()
     queues = {row.split()[0]: row.split()[4] for row in rows[1:4]}
     assert queues == {"own": "own", "task": "mail", "none": "default"}
-    sys.modules.pop(name, None)
