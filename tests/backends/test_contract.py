@@ -10,6 +10,7 @@ import pytest
 
 from taskmill.backends import Backend, Lease, Outcome, WorkerInfo
 from taskmill.backends.base import LEASE_EXPIRED
+from taskmill.errors import BackendError
 from taskmill.job import AttemptError, Job, JobState, encode
 from taskmill.retry import RetryPolicy
 from taskmill.schedule import RECENT_JOBS, Schedule
@@ -61,6 +62,20 @@ async def test_enqueue_stores_the_whole_record(backend: Backend, clock: FakeCloc
     assert (got.args, got.kwargs) == ([1], {"x": "y"})
     assert got.attempts == 0 and got.errors == [] and got.token is None
     assert await backend.get("missing") is None
+
+
+async def test_enqueue_makes_the_jobs_given_records(backend: Backend, clock: FakeClock) -> None:
+    now, later = make(), make(run_at=clock() + 60)
+    stored = await backend.enqueue([now, later])
+    # Every backend prepares the caller's jobs in place, and returns records equal to them.
+    assert (now.state, now.created_at, now.run_at) == (JobState.PENDING, clock(), clock())
+    assert (later.state, later.created_at) == (JobState.SCHEDULED, clock())
+    assert [(j.id, j.state, j.created_at, j.run_at) for j in stored] == [
+        (j.id, j.state, j.created_at, j.run_at) for j in (now, later)
+    ]
+    now.priority = 9  # the record is the store's: a later change to the object is not stored
+    got = await backend.get(now.id)
+    assert got is not None and got.priority != 9
 
 
 async def test_enqueue_with_an_existing_id_keeps_the_first(backend: Backend) -> None:
@@ -191,6 +206,19 @@ async def test_success_stores_the_result(backend: Backend, clock: FakeClock) -> 
     assert stored.state == JobState.SUCCEEDED and stored.result == {"answer": [42]}
     assert stored.progress == 0.9
     assert stored.finished_at == clock() and stored.token is None
+
+
+@pytest.mark.parametrize("state", [JobState.RUNNING, JobState.SCHEDULED, JobState.EXPIRED])
+async def test_an_attempt_cannot_end_in_a_state_that_is_no_outcome(
+    backend: Backend, state: JobState
+) -> None:
+    await backend.enqueue([make()])
+    (job,) = await claim(backend)
+    assert job.token
+    with pytest.raises(BackendError, match=f"cannot end as {state.value}"):
+        await backend.finish([ok(job, 1), Outcome(job.id, job.token, state)])
+    stored = await backend.get(job.id)  # refused whole: the good outcome was not applied
+    assert stored is not None and stored.state == JobState.RUNNING and stored.token == job.token
 
 
 async def test_a_stale_token_cannot_finish(backend: Backend) -> None:
@@ -488,6 +516,16 @@ async def test_wait_wakes_on_enqueue(backend: Backend, url: str, clock: FakeCloc
 async def test_wait_returns_at_once_when_a_job_is_due(backend: Backend) -> None:
     await backend.enqueue([make()])
     await asyncio.wait_for(backend.wait(["default"], 10.0), 1.0)
+
+
+async def test_wait_ignores_a_paused_queue_until_it_resumes(backend: Backend) -> None:
+    await backend.set_paused("default", True)
+    await backend.enqueue([make()])
+    waiter = asyncio.create_task(backend.wait(["default"], 10.0))
+    await asyncio.sleep(0.3)
+    assert not waiter.done()  # the due job is not claimable
+    await backend.set_paused("default", False)
+    await asyncio.wait_for(waiter, 2.0)
 
 
 async def test_wait_times_out(backend: Backend) -> None:

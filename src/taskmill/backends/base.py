@@ -1,9 +1,16 @@
-"""The backend interface: the boundary of the data model.
+"""The backend interface: the boundary of the data model, and the rules every backend keeps.
 
 Every method that changes a job is ONE atomic step on the server (a transaction, a Lua
 script): a crash between two calls leaves every job in a state the interface allows.
 Methods take batches where the hot path needs them (enqueue, claim, heartbeat, finish),
 so that a worker pays one round trip per batch, not per job.
+
+A rule that is the same for every backend is written here once: the public methods of
+`Backend` apply it (job preparation, argument checks, outcome validation) and call the
+backend's storage step (`_enqueue`, `_claim`, `_finish`, ...); what a storage step must
+decide the same way everywhere (the rescue of an expired lease, the claim order, the
+folding of queue counts) is a plain function below that each backend, the memory one
+included, calls.
 
 Instances are used from one event loop; `App` keeps one per loop.
 """
@@ -18,7 +25,9 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskmill.job import AttemptError, Job, JobState
+from taskmill.errors import BackendError, ConfigError
+from taskmill.job import WAITING_STATES, AttemptError, Job, JobState
+from taskmill.retry import RetryPolicy
 from taskmill.schedule import Schedule
 
 Clock = Callable[[], float]
@@ -45,6 +54,15 @@ WORKER_TTL = 60.0
 THROUGHPUT_WINDOW = 60.0
 #: The error recorded on an attempt whose worker stopped renewing its lease.
 LEASE_EXPIRED = "lease expired: the worker holding the job stopped (killed or lost)"
+#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
+CLOCK_CHECK = 0.25
+#: How an attempt may end (Outcome.state); RUNNING and the waiting states are no outcome.
+OUTCOME_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED, JobState.PENDING}
+)
+#: Finished jobs that maintain() deletes once their result_ttl has passed; DEAD jobs stay
+#: in the dead-letter queue until requeued or purged.
+PRUNABLE_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.EXPIRED})
 
 
 @dataclass(slots=True)
@@ -110,7 +128,8 @@ class QueueInfo:
     ready_by_priority: dict[int, int] = field(default_factory=dict)
     #: Jobs that succeeded or went dead within the last THROUGHPUT_WINDOW seconds.
     finished_recently: int = 0
-    #: What configure_queue stored; the backend keeps it without reading it.
+    #: What configure_queue stored. Claims read its "concurrency": at most that many of the
+    #: queue's jobs run at once, across every worker; the rest is kept for the app.
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +156,100 @@ class Lease:
         return {"name": self.name, "holder": self.holder, "expires_at": self.expires_at}
 
 
+# -- the rules every backend keeps ----------------------------------------------------------
+
+
+def prepare(jobs: Sequence[Job], now: float) -> None:
+    """Make jobs records, in place: created now, due at run_at (now when not given), and
+    SCHEDULED until then, else PENDING. The jobs given become the records rather than
+    copies of them: a copy costs as much as a good part of the write, and the caller gets
+    the stored records back anyway."""
+    for job in jobs:
+        job.created_at, job.run_at = now, job.run_at or now
+        job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
+
+
+def check_outcomes(outcomes: Sequence[Outcome]) -> None:
+    for outcome in outcomes:
+        if outcome.state not in OUTCOME_STATES:
+            raise BackendError(f"an attempt cannot end as {outcome.state.value}")
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """A list_jobs cursor: the listing position (a non-negative integer) to continue below."""
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise ConfigError(f"invalid cursor {cursor!r}")
+    return int(cursor)
+
+
+@dataclass(slots=True, frozen=True)
+class Rescue:
+    """What becomes of a RUNNING job whose lease expired (see rescue())."""
+
+    state: JobState
+    error: AttemptError
+    #: When the job runs again, if it is retried.
+    run_at: float | None = None
+    #: When it ended, if it did.
+    finished_at: float | None = None
+
+
+def rescue(
+    *,
+    attempts: int,
+    max_retries: int,
+    cancel_requested: bool,
+    retry: RetryPolicy,
+    worker: str | None,
+    now: float,
+) -> Rescue:
+    """The rescue decision: the attempt fails with LEASE_EXPIRED, and the job is CANCELLED
+    if that was requested, DEAD once past max_retries, else RETRYING after its backoff."""
+    error = AttemptError(attempts, LEASE_EXPIRED, None, worker or None, now)
+    if cancel_requested:
+        return Rescue(JobState.CANCELLED, error, finished_at=now)
+    if attempts > max_retries:
+        return Rescue(JobState.DEAD, error, finished_at=now)
+    return Rescue(JobState.RETRYING, error, run_at=now + retry.backoff(attempts))
+
+
+def in_claim_order(order: Sequence[str], claimed: Sequence[tuple[Job, int]]) -> list[Job]:
+    """Claimed jobs, each with its enqueue sequence, in the order claims return them: the
+    queues in the order asked, then highest priority first, then first enqueued first."""
+    rank = {queue: i for i, queue in enumerate(order)}
+    ordered = sorted(claimed, key=lambda pair: (rank[pair[0].queue], -pair[0].priority, pair[1]))
+    return [job for job, _ in ordered]
+
+
+def fold_counts(
+    infos: dict[str, QueueInfo],
+    queue: str,
+    state: str,
+    priority: int,
+    count: int,
+    oldest_due: float | None,
+    due: int,
+    recent: int,
+) -> None:
+    """Add one group of a queue's jobs (one state and priority) to its QueueInfo: `count`
+    jobs, of which `due` are due now (created_at of the oldest: `oldest_due`) and `recent`
+    finished within THROUGHPUT_WINDOW. Only waiting jobs count as due, only succeeded and
+    dead ones as recently finished."""
+    info = infos.get(queue)
+    if info is None:
+        info = infos[queue] = QueueInfo(queue)
+    info.counts[state] += count
+    if JobState(state) in WAITING_STATES:
+        if oldest_due is not None:
+            info.oldest_pending = min(info.oldest_pending or oldest_due, oldest_due)
+        if due:
+            info.ready_by_priority[priority] = info.ready_by_priority.get(priority, 0) + due
+    elif state in (JobState.SUCCEEDED, JobState.DEAD):
+        info.finished_recently += recent
+
+
 class Backend(ABC):
     """Where jobs live. See the module docstring for the rules every method keeps."""
 
@@ -151,20 +264,26 @@ class Backend(ABC):
 
     # -- producers ------------------------------------------------------------------------
 
-    @abstractmethod
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         """Store jobs (one round trip per call) and return their records, in order.
 
-        Sets created_at to now and state to SCHEDULED when run_at is in the future, else
-        PENDING (run_at defaults to now). A job whose id already exists is not stored
-        again: the existing record is returned in its place, so ids make enqueue idempotent.
-        """
+        The jobs given are prepared in place (prepare()). A job whose id already exists is
+        not stored again: the existing record is returned in its place, so ids make enqueue
+        idempotent."""
+        if not jobs:
+            return []
+        now = self.clock()
+        prepare(jobs, now)
+        return await self._enqueue(jobs, now)
+
+    async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        """Storage step of enqueue: jobs already prepared, at least one."""
+        raise NotImplementedError  # TRANSITION
 
     @abstractmethod
     async def get(self, job_id: str) -> Job | None:
         """The job's record, or None."""
 
-    @abstractmethod
     async def list_jobs(
         self,
         *,
@@ -175,6 +294,24 @@ class Backend(ABC):
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
         """Jobs matching every filter given, newest first, and the cursor of the next page."""
+        before = parse_cursor(cursor)
+        if limit <= 0:
+            return [], None
+        jobs, after = await self._list_jobs(state, queue, task, limit, before)
+        return jobs, None if after is None else str(after)
+
+    async def _list_jobs(
+        self,
+        state: JobState | None,
+        queue: str | None,
+        task: str | None,
+        limit: int,
+        before: int | None,
+    ) -> tuple[list[Job], int | None]:
+        """Storage step of list_jobs: up to `limit` (> 0) matching jobs listed below the
+        position `before` (all when None), newest first, and the position of the last one
+        if more may follow, else None."""
+        raise NotImplementedError  # TRANSITION
 
     @abstractmethod
     async def cancel(self, job_id: str) -> Job | None:
@@ -188,7 +325,6 @@ class Backend(ABC):
 
     # -- workers --------------------------------------------------------------------------
 
-    @abstractmethod
     async def claim(
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float
     ) -> list[Job]:
@@ -197,17 +333,34 @@ class Backend(ABC):
         First, waiting jobs of these queues whose expires_at has passed become EXPIRED.
         Then due jobs (waiting, run_at <= now) of queues that are not paused are taken, the
         queues in the order given (all due jobs of the first before any of the second),
-        within a queue highest priority first and in enqueue order among equals. Each taken
-        job becomes RUNNING with attempts + 1, a new token, worker = worker_id,
-        started_at = now, lease_until = now + lease, cancel_requested = False.
+        within a queue highest priority first and in enqueue order among equals
+        (in_claim_order()), and never more of a queue at once than its "concurrency"
+        setting allows. Each taken job becomes RUNNING with attempts + 1, a new token,
+        worker = worker_id, started_at = now, lease_until = now + lease,
+        cancel_requested = False.
         """
+        order = list(dict.fromkeys(queues))
+        if limit <= 0 or not order:
+            return []
+        return await self._claim(order, worker_id, limit, lease, self.clock())
 
-    @abstractmethod
+    async def _claim(
+        self, queues: list[str], worker_id: str, limit: int, lease: float, now: float
+    ) -> list[Job]:
+        """Storage step of claim: `queues` without repeats, at least one; `limit` > 0."""
+        raise NotImplementedError  # TRANSITION
+
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return once a job may be claimable in one of `queues`, or after `timeout` seconds.
 
-        Returning early without a job is allowed; sleeping the whole timeout while a job
-        waits is not (within the backend's notification delay)."""
+        A paused queue's jobs are not claimable. Returning early without a job is allowed;
+        sleeping the whole timeout while a job waits is not (within the backend's
+        notification delay)."""
+        await self._wait(list(dict.fromkeys(queues)), timeout)
+
+    async def _wait(self, queues: list[str], timeout: float) -> None:
+        """Storage step of wait: `queues` without repeats."""
+        raise NotImplementedError  # TRANSITION
 
     async def wait_and_claim(
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
@@ -250,28 +403,40 @@ class Backend(ABC):
         must stop running: those whose cancellation was requested, and those it no longer
         holds (token changed, job gone)."""
 
-    @abstractmethod
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Record how attempts ended, in one round trip; each outcome is applied only if its
         job is still RUNNING with its token. Returns, per outcome, whether it was applied.
+        An outcome whose state is not in OUTCOME_STATES is refused (BackendError), and then
+        none of the call's outcomes is applied.
 
-        SUCCEEDED sets result and finished_at. RETRYING appends the error and sets run_at.
-        DEAD appends the error and sets finished_at. CANCELLED sets finished_at (appending
-        the error if one is given). PENDING hands the job back: attempts - 1, original
-        run_at kept; but a job whose cancellation was requested becomes CANCELLED instead.
-        Every one clears token and lease_until, and stores progress if given.
+        SUCCEEDED sets result and finished_at. RETRYING appends the error and sets run_at
+        (now when not given). DEAD appends the error and sets finished_at. CANCELLED sets
+        finished_at (appending the error if one is given). PENDING hands the job back:
+        attempts - 1, original run_at kept (SCHEDULED again if that is still ahead); but a
+        job whose cancellation was requested becomes CANCELLED instead. Every one clears
+        token and lease_until, and stores progress if given.
         """
+        if not outcomes:
+            return []
+        check_outcomes(outcomes)
+        return await self._finish(outcomes, self.clock())
 
-    @abstractmethod
+    async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Storage step of finish: outcomes already checked, at least one."""
+        raise NotImplementedError  # TRANSITION
+
     async def maintain(self) -> int:
         """Periodic upkeep, safe to run from many processes at once. Returns jobs rescued.
 
-        Rescues RUNNING jobs whose lease expired: LEASE_EXPIRED is recorded as the attempt's
-        error and the job becomes CANCELLED if its cancellation was requested, DEAD if
-        attempts > max_retries, else RETRYING with run_at = now + its retry backoff. Deletes
-        SUCCEEDED, CANCELLED and EXPIRED jobs finished more than result_ttl ago, and workers
-        not seen for WORKER_TTL.
+        Rescues RUNNING jobs whose lease expired, as rescue() decides. Deletes jobs in
+        PRUNABLE_STATES finished more than result_ttl ago, and workers not seen for
+        WORKER_TTL.
         """
+        return await self._maintain(self.clock())
+
+    async def _maintain(self, now: float) -> int:
+        """Storage step of maintain."""
+        raise NotImplementedError  # TRANSITION
 
     @abstractmethod
     async def unregister_worker(self, worker_id: str) -> None:
@@ -308,15 +473,24 @@ class Backend(ABC):
         """Forget a queue's settings and paused flag (its jobs are not touched: a queue
         that still holds jobs stays listed). True if it had settings or a flag."""
 
-    @abstractmethod
     async def requeue(
         self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
     ) -> int:
         """Move DEAD jobs matching every filter given (all when none is) back to PENDING,
         with attempts reset to 0 and run_at = now; their past errors are kept. Returns how
         many moved."""
+        if ids is not None and not ids:
+            return 0
+        return await self._requeue(
+            None if ids is None else list(dict.fromkeys(ids)), queue, task, self.clock()
+        )
 
-    @abstractmethod
+    async def _requeue(
+        self, ids: list[str] | None, queue: str | None, task: str | None, now: float
+    ) -> int:
+        """Storage step of requeue: `ids` without repeats, and not empty when given."""
+        raise NotImplementedError  # TRANSITION
+
     async def purge(
         self,
         *,
@@ -324,7 +498,15 @@ class Backend(ABC):
         queue: str | None = None,
         task: str | None = None,
     ) -> int:
-        """Delete finished jobs in `state` matching the filters. Returns how many."""
+        """Delete finished jobs in `state` matching the filters. Returns how many (0 for a
+        state that is not finished: only finished jobs are purged)."""
+        if not state.finished:
+            return 0
+        return await self._purge(state, queue, task)
+
+    async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:
+        """Storage step of purge: `state` is a finished one."""
+        raise NotImplementedError  # TRANSITION
 
     # -- schedules ------------------------------------------------------------------------
 

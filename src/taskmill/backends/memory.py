@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from taskmill.backends.base import (
-    LEASE_EXPIRED,
+    PRUNABLE_STATES,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
     Backend,
@@ -24,9 +24,10 @@ from taskmill.backends.base import (
     Outcome,
     QueueInfo,
     WorkerInfo,
+    fold_counts,
+    rescue,
 )
-from taskmill.errors import ConfigError
-from taskmill.job import FINISHED_STATES, WAITING_STATES, AttemptError, Job, JobState, decode
+from taskmill.job import FINISHED_STATES, WAITING_STATES, Job, JobState, decode
 from taskmill.schedule import Schedule, recorded
 
 
@@ -89,18 +90,17 @@ class MemoryBackend(Backend):
     def _lock(self) -> threading.Lock:
         return self._store.lock
 
-    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
-        store, now, out = self._store, self.clock(), []
+    async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        store, out = self._store, []
         with self._lock:
             for job in jobs:
                 existing = store.jobs.get(job.id)
                 if existing is not None:
                     out.append(_copy(existing))
                     continue
+                # The store keeps a copy, as the others keep a row: the caller's object
+                # changing later must not change the record.
                 job = _copy(job)
-                job.created_at = now
-                job.run_at = job.run_at or now
-                job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
                 store.jobs[job.id] = job
                 store.seq[job.id] = next(store.counter)
                 store.push(job)
@@ -113,19 +113,15 @@ class MemoryBackend(Backend):
             job = self._store.jobs.get(job_id)
             return _copy(job) if job else None
 
-    async def list_jobs(
+    async def _list_jobs(
         self,
-        *,
-        state: JobState | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> tuple[list[Job], str | None]:
+        state: JobState | None,
+        queue: str | None,
+        task: str | None,
+        limit: int,
+        before: int | None,
+    ) -> tuple[list[Job], int | None]:
         store = self._store
-        if cursor is not None and not cursor.isdigit():
-            raise ConfigError(f"invalid cursor {cursor!r}")
-        before = int(cursor) if cursor else None
         with self._lock:
             matching = [
                 job
@@ -138,7 +134,7 @@ class MemoryBackend(Backend):
             matching.sort(key=lambda j: store.seq[j.id], reverse=True)
             page = [_copy(j) for j in matching[:limit]]
             more = len(matching) > limit
-            return page, (str(store.seq[page[-1].id]) if more and page else None)
+            return page, (store.seq[page[-1].id] if more and page else None)
 
     async def cancel(self, job_id: str) -> Job | None:
         with self._lock:
@@ -160,10 +156,10 @@ class MemoryBackend(Backend):
             self._store.drop(job_id)
             return True
 
-    async def claim(
-        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    async def _claim(
+        self, queues: list[str], worker_id: str, limit: int, lease: float, now: float
     ) -> list[Job]:
-        store, now, taken = self._store, self.clock(), list[Job]()
+        store, taken = self._store, list[Job]()
         with self._lock:
             for queue in queues:
                 if len(taken) >= limit:
@@ -216,7 +212,7 @@ class MemoryBackend(Backend):
                 job.state, job.finished_at = JobState.EXPIRED, now
                 store.expiring.discard(job_id)
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def _wait(self, queues: list[str], timeout: float) -> None:
         store, loop, event = self._store, asyncio.get_running_loop(), asyncio.Event()
         names = frozenset(queues)
         with self._lock:
@@ -224,7 +220,9 @@ class MemoryBackend(Backend):
             due = [
                 job.run_at
                 for job in store.jobs.values()
-                if job.queue in names and job.state in WAITING_STATES
+                if job.queue in names
+                and job.state in WAITING_STATES
+                and job.queue not in store.paused
             ]
             if any(run_at <= now for run_at in due):
                 return
@@ -264,8 +262,8 @@ class MemoryBackend(Backend):
                         job.progress = progress[job_id]
         return stop
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        store, now, applied = self._store, self.clock(), []
+    async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        store, applied = self._store, []
         with self._lock:
             for outcome in outcomes:
                 job = store.jobs.get(outcome.job_id)
@@ -297,28 +295,29 @@ class MemoryBackend(Backend):
                 store.notify(job.queue)
         return applied
 
-    async def maintain(self) -> int:
-        store, now, rescued = self._store, self.clock(), 0
+    async def _maintain(self, now: float) -> int:
+        store, rescued = self._store, 0
         with self._lock:
             for job_id, job in list(store.jobs.items()):
                 if job.state == JobState.RUNNING and (job.lease_until or 0) < now:
                     rescued += 1
-                    job.errors.append(
-                        AttemptError(job.attempts, LEASE_EXPIRED, None, job.worker, now)
+                    fate = rescue(
+                        attempts=job.attempts,
+                        max_retries=job.max_retries,
+                        cancel_requested=job.cancel_requested,
+                        retry=job.retry,
+                        worker=job.worker,
+                        now=now,
                     )
+                    job.errors.append(fate.error)
                     job.token = job.lease_until = None
-                    if job.cancel_requested or job.attempts > job.max_retries:
-                        job.finished_at = now
-                        job.state = JobState.CANCELLED if job.cancel_requested else JobState.DEAD
-                    else:
-                        job.state = JobState.RETRYING
-                        job.run_at = now + job.retry.backoff(job.attempts)
+                    job.state, job.finished_at = fate.state, fate.finished_at
+                    if fate.run_at is not None:
+                        job.run_at = fate.run_at
                         store.push(job)
                         store.notify(job.queue)
                 elif (
-                    job.state in FINISHED_STATES
-                    and job.state != JobState.DEAD
-                    and (job.finished_at or now) + job.result_ttl < now
+                    job.state in PRUNABLE_STATES and (job.finished_at or now) + job.result_ttl < now
                 ):
                     store.drop(job_id)
             for worker_id, info in list(store.workers.items()):
@@ -362,18 +361,12 @@ class MemoryBackend(Backend):
                 for name in store.configured
             }
             for job in self._store.jobs.values():
-                info = infos.setdefault(job.queue, QueueInfo(job.queue))
-                info.counts[job.state.value] += 1
-                if job.state in WAITING_STATES and job.run_at <= now:
-                    oldest = info.oldest_pending
-                    info.oldest_pending = min(oldest or job.created_at, job.created_at)
-                    ready = info.ready_by_priority
-                    ready[job.priority] = ready.get(job.priority, 0) + 1
-                elif (
-                    job.state in (JobState.SUCCEEDED, JobState.DEAD)
-                    and (job.finished_at or 0.0) > now - THROUGHPUT_WINDOW
-                ):
-                    info.finished_recently += 1
+                due = job.run_at <= now
+                recent = (job.finished_at or 0.0) > now - THROUGHPUT_WINDOW
+                fold_counts(
+                    infos, job.queue, job.state.value, job.priority, 1,
+                    job.created_at if due else None, due, recent,
+                )  # fmt: skip
         return [infos[name] for name in sorted(infos)]
 
     async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
@@ -409,10 +402,9 @@ class MemoryBackend(Backend):
             and (task is None or job.task == task)
         ]
 
-    async def requeue(
-        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    async def _requeue(
+        self, ids: list[str] | None, queue: str | None, task: str | None, now: float
     ) -> int:
-        now = self.clock()
         with self._lock:
             jobs = self._matching(JobState.DEAD, ids, queue, task)
             for job in jobs:
@@ -426,15 +418,7 @@ class MemoryBackend(Backend):
                 self._store.notify(job.queue)
         return len(jobs)
 
-    async def purge(
-        self,
-        *,
-        state: JobState = JobState.DEAD,
-        queue: str | None = None,
-        task: str | None = None,
-    ) -> int:
-        if state not in FINISHED_STATES:
-            return 0
+    async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:
         with self._lock:
             jobs = self._matching(state, None, queue, task)
             for job in jobs:
