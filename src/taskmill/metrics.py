@@ -104,8 +104,8 @@ class JobMetrics:
     the global one, so that tests and several apps in one process do not collide).
 
     Updates are plain additions to lists: prometheus_client's own metrics take a lock and
-    walk their buckets per update, which cost ~18 us a job, a tenth of a no-op job's
-    whole cost in the worker. They become metric families only when scraped; reading the
+    walk their buckets per update, a cost a worker would pay for every job (see
+    docs/performance.md). They become metric families only when scraped; reading the
     numbers from the scraping thread needs no lock, since each is one int or float.
     """
 
