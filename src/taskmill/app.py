@@ -52,7 +52,7 @@ from taskmill.job import (
     parse_priority,
 )
 from taskmill.retry import RetryPolicy, retry_policy
-from taskmill.scheduler import Schedules
+from taskmill.schedule import Schedules
 from taskmill.settings import Settings
 
 if TYPE_CHECKING:

@@ -1,19 +1,26 @@
-"""The schedule record: a cron expression, the job it enqueues, and what it last fired.
+"""Schedules: the record (a cron expression, the job it enqueues, and what it last fired),
+and `Schedules`, the app's create/read/update/delete of them (`app.schedules`).
 
-Pure: no I/O. Backends store the definition (`definition()`) and keep the state
-(`last_tick`, `recent_jobs`) apart, which only the scheduler writes (`record_tick`), so an
-update from a person never rolls back what the scheduler recorded.
+The record is pure: no I/O. Backends store the definition (`definition()`) and keep the
+state (`last_tick`, `recent_jobs`) apart, which only the scheduler writes (`record_tick`), so
+an update from a person never rolls back what the scheduler recorded. `Schedules` reaches
+the backend through the app it is given, so this module imports no backend and no app.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from taskmill.cron import Cron
-from taskmill.errors import ScheduleError
+from taskmill.errors import ScheduleError, ScheduleNotFoundError, TaskmillError
+from taskmill.job import Job, parse_duration
+
+if TYPE_CHECKING:
+    from taskmill.app import App
 
 #: The name of the lease the schedulers contend for: its holder leads.
 LEADER = "scheduler"
@@ -152,3 +159,136 @@ _DEFINITION_FIELDS = frozenset(Schedule.__dataclass_fields__) - set(STATE_FIELDS
 def recorded(recent: Sequence[str], job_id: str) -> list[str]:
     """`recent` with job_id put first, at most RECENT_JOBS long (for backends)."""
     return [job_id, *(i for i in recent if i != job_id)][:RECENT_JOBS]
+
+
+class Schedules:
+    """The app's schedules, stored in its backend: `app.schedules.create(...)`, `list()`,
+    `get(name)`, `update(name, ...)`, `pause`, `resume`, `delete`, and `jobs(name)`, the
+    jobs of its latest ticks. Each has an awaitable twin: `acreate`, `alist`, ...
+    """
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        #: Declared in code with `app.periodic`: each scheduler stores them when it starts.
+        self.declared: dict[str, Schedule] = {}
+
+    def build(
+        self,
+        name: str,
+        task: str,
+        cron: str,
+        *,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        catch_up: float | str = 0.0,
+        jitter: float | str = 0.0,
+        paused: bool = False,
+        source: Source = "api",
+        options: Mapping[str, Any] | None = None,
+    ) -> Schedule:
+        """A validated schedule, not stored: options as for a job (queue, priority, ...)."""
+        try:
+            opts = self.app._build_options(options or {})
+            schedule = Schedule(
+                name, task, cron, tz, list(args), dict(kwargs or {}), opts,
+                catch_up=parse_duration(catch_up), jitter=parse_duration(jitter),
+                paused=paused, source=source, created_at=self.app.clock(),
+            )  # fmt: skip
+            # A job as its ticks will make it: the arguments fit a task the app knows, the
+            # payload is not too large, the retry options are valid.
+            self.app.make_job(task, schedule.args, schedule.kwargs, strict=False, **opts)
+        except ScheduleError:
+            raise
+        except TaskmillError as exc:
+            raise ScheduleError(f"schedule {name!r}: {exc}") from None
+        return schedule
+
+    def declare(self, schedule: Schedule) -> None:
+        if schedule.name in self.declared:
+            raise ScheduleError(f"schedule {schedule.name!r} is declared twice")
+        self.declared[schedule.name] = schedule
+
+    async def astore_declared(self) -> None:
+        """Store the schedules declared in code; one paused at run time stays paused."""
+        backend = await self.app.backend()
+        for schedule in self.declared.values():
+            stored = await backend.get_schedule(schedule.name)
+            if stored is not None:
+                schedule.paused, schedule.created_at = stored.paused, stored.created_at
+                schedule.resumed_at = stored.resumed_at
+            await backend.put_schedule(schedule)
+
+    async def acreate(self, name: str, task: str, cron: str, **fields: Any) -> Schedule:
+        """Store a new schedule (see `build` for the fields); refuses a name in use."""
+        schedule = self.build(name, task, cron, **fields)
+        backend = await self.app.backend()
+        if await backend.get_schedule(name) is not None:
+            raise ScheduleError(f"schedule {name!r} exists: update it, or delete it first")
+        await backend.put_schedule(schedule)
+        return schedule
+
+    async def aget(self, name: str) -> Schedule:
+        found = await (await self.app.backend()).get_schedule(name)
+        if found is None:
+            raise ScheduleNotFoundError(f"no schedule {name!r}")
+        return found
+
+    async def alist(self) -> list[Schedule]:
+        return await (await self.app.backend()).list_schedules()
+
+    async def aupdate(self, name: str, **changes: Any) -> Schedule:
+        """Change fields of a stored schedule (any of `build`'s); its state is kept."""
+        current = await self.aget(name)
+        fields = current.definition()
+        del fields["name"], fields["created_at"], fields["resumed_at"]
+        fields.update(changes)
+        schedule = self.build(name, fields.pop("task"), fields.pop("cron"), **fields)
+        schedule.created_at, schedule.resumed_at = current.created_at, current.resumed_at
+        if current.paused and not schedule.paused:  # the ticks while paused are skipped
+            schedule.resumed_at = self.app.clock()
+        await (await self.app.backend()).put_schedule(schedule)
+        return await self.aget(name)
+
+    async def apause(self, name: str) -> Schedule:
+        return await self.aupdate(name, paused=True)
+
+    async def aresume(self, name: str) -> Schedule:
+        return await self.aupdate(name, paused=False)
+
+    async def adelete(self, name: str) -> None:
+        if not await (await self.app.backend()).delete_schedule(name):
+            raise ScheduleNotFoundError(f"no schedule {name!r}")
+
+    async def ajobs(self, name: str) -> list[Job]:
+        """The jobs of its latest ticks that are still stored, newest first."""
+        schedule = await self.aget(name)
+        backend = await self.app.backend()
+        jobs = [await backend.get(job_id) for job_id in schedule.recent_jobs]
+        return [job for job in jobs if job is not None]
+
+    # The same from sync code.
+
+    def create(self, name: str, task: str, cron: str, **fields: Any) -> Schedule:
+        return self.app.run(self.acreate(name, task, cron, **fields))
+
+    def get(self, name: str) -> Schedule:
+        return self.app.run(self.aget(name))
+
+    def list(self) -> list[Schedule]:
+        return self.app.run(self.alist())
+
+    def update(self, name: str, **changes: Any) -> Schedule:
+        return self.app.run(self.aupdate(name, **changes))
+
+    def pause(self, name: str) -> Schedule:
+        return self.app.run(self.apause(name))
+
+    def resume(self, name: str) -> Schedule:
+        return self.app.run(self.aresume(name))
+
+    def delete(self, name: str) -> None:
+        self.app.run(self.adelete(name))
+
+    def jobs(self, name: str) -> builtins.list[Job]:  # `list` is the method above, here
+        return self.app.run(self.ajobs(name))

@@ -1,4 +1,4 @@
-"""Schedules at run time (`app.schedules`), and the scheduler that fires them.
+"""The scheduler: fires the stored schedules' ticks while it leads, and runs the backend's upkeep.
 
 Any number of schedulers may run (for availability): they contend for one leader lease
 in the backend, and only the leader works. Its loops, each one small `Loop` of the same
@@ -25,7 +25,6 @@ between reading the schedule and enqueueing, since the first recorded the tick b
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import os
@@ -34,13 +33,12 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from taskmill.backends import Backend
-from taskmill.errors import ScheduleError, ScheduleNotFoundError, TaskmillError
-from taskmill.job import Job, parse_duration
-from taskmill.schedule import LEADER, Schedule, Source, tick_job_id
+from taskmill.errors import ScheduleError, TaskmillError
+from taskmill.schedule import LEADER, Schedule, tick_job_id
 
 if TYPE_CHECKING:
     from taskmill.app import App
@@ -55,145 +53,6 @@ MAX_TICKS = 1000
 POLL = 1.0
 #: Pause after a loop's step failed (the backend unreachable, say).
 RETRY = 1.0
-
-
-# -- schedules at run time ---------------------------------------------------------------------
-
-
-class Schedules:
-    """The app's schedules, stored in its backend: `app.schedules.create(...)`, `list()`,
-    `get(name)`, `update(name, ...)`, `pause`, `resume`, `delete`, and `jobs(name)`, the
-    jobs of its latest ticks. Each has an awaitable twin: `acreate`, `alist`, ...
-    """
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        #: Declared in code with `app.periodic`: each scheduler stores them when it starts.
-        self.declared: dict[str, Schedule] = {}
-
-    def build(
-        self,
-        name: str,
-        task: str,
-        cron: str,
-        *,
-        tz: str = "UTC",
-        args: Iterable[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        catch_up: float | str = 0.0,
-        jitter: float | str = 0.0,
-        paused: bool = False,
-        source: Source = "api",
-        options: Mapping[str, Any] | None = None,
-    ) -> Schedule:
-        """A validated schedule, not stored: options as for a job (queue, priority, ...)."""
-        try:
-            opts = self.app._build_options(options or {})
-            schedule = Schedule(
-                name, task, cron, tz, list(args), dict(kwargs or {}), opts,
-                catch_up=parse_duration(catch_up), jitter=parse_duration(jitter),
-                paused=paused, source=source, created_at=self.app.clock(),
-            )  # fmt: skip
-            # A job as its ticks will make it: the arguments fit a task the app knows, the
-            # payload is not too large, the retry options are valid.
-            self.app.make_job(task, schedule.args, schedule.kwargs, strict=False, **opts)
-        except ScheduleError:
-            raise
-        except TaskmillError as exc:
-            raise ScheduleError(f"schedule {name!r}: {exc}") from None
-        return schedule
-
-    def declare(self, schedule: Schedule) -> None:
-        if schedule.name in self.declared:
-            raise ScheduleError(f"schedule {schedule.name!r} is declared twice")
-        self.declared[schedule.name] = schedule
-
-    async def astore_declared(self) -> None:
-        """Store the schedules declared in code; one paused at run time stays paused."""
-        backend = await self.app.backend()
-        for schedule in self.declared.values():
-            stored = await backend.get_schedule(schedule.name)
-            if stored is not None:
-                schedule.paused, schedule.created_at = stored.paused, stored.created_at
-                schedule.resumed_at = stored.resumed_at
-            await backend.put_schedule(schedule)
-
-    async def acreate(self, name: str, task: str, cron: str, **fields: Any) -> Schedule:
-        """Store a new schedule (see `build` for the fields); refuses a name in use."""
-        schedule = self.build(name, task, cron, **fields)
-        backend = await self.app.backend()
-        if await backend.get_schedule(name) is not None:
-            raise ScheduleError(f"schedule {name!r} exists: update it, or delete it first")
-        await backend.put_schedule(schedule)
-        return schedule
-
-    async def aget(self, name: str) -> Schedule:
-        found = await (await self.app.backend()).get_schedule(name)
-        if found is None:
-            raise ScheduleNotFoundError(f"no schedule {name!r}")
-        return found
-
-    async def alist(self) -> list[Schedule]:
-        return await (await self.app.backend()).list_schedules()
-
-    async def aupdate(self, name: str, **changes: Any) -> Schedule:
-        """Change fields of a stored schedule (any of `build`'s); its state is kept."""
-        current = await self.aget(name)
-        fields = current.definition()
-        del fields["name"], fields["created_at"], fields["resumed_at"]
-        fields.update(changes)
-        schedule = self.build(name, fields.pop("task"), fields.pop("cron"), **fields)
-        schedule.created_at, schedule.resumed_at = current.created_at, current.resumed_at
-        if current.paused and not schedule.paused:  # the ticks while paused are skipped
-            schedule.resumed_at = self.app.clock()
-        await (await self.app.backend()).put_schedule(schedule)
-        return await self.aget(name)
-
-    async def apause(self, name: str) -> Schedule:
-        return await self.aupdate(name, paused=True)
-
-    async def aresume(self, name: str) -> Schedule:
-        return await self.aupdate(name, paused=False)
-
-    async def adelete(self, name: str) -> None:
-        if not await (await self.app.backend()).delete_schedule(name):
-            raise ScheduleNotFoundError(f"no schedule {name!r}")
-
-    async def ajobs(self, name: str) -> list[Job]:
-        """The jobs of its latest ticks that are still stored, newest first."""
-        schedule = await self.aget(name)
-        backend = await self.app.backend()
-        jobs = [await backend.get(job_id) for job_id in schedule.recent_jobs]
-        return [job for job in jobs if job is not None]
-
-    # The same from sync code.
-
-    def create(self, name: str, task: str, cron: str, **fields: Any) -> Schedule:
-        return self.app.run(self.acreate(name, task, cron, **fields))
-
-    def get(self, name: str) -> Schedule:
-        return self.app.run(self.aget(name))
-
-    def list(self) -> list[Schedule]:
-        return self.app.run(self.alist())
-
-    def update(self, name: str, **changes: Any) -> Schedule:
-        return self.app.run(self.aupdate(name, **changes))
-
-    def pause(self, name: str) -> Schedule:
-        return self.app.run(self.apause(name))
-
-    def resume(self, name: str) -> Schedule:
-        return self.app.run(self.aresume(name))
-
-    def delete(self, name: str) -> None:
-        self.app.run(self.adelete(name))
-
-    def jobs(self, name: str) -> builtins.list[Job]:  # `list` is the method above, here
-        return self.app.run(self.ajobs(name))
-
-
-# -- the scheduler -----------------------------------------------------------------------------
 
 
 class Loop:
