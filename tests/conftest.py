@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import shutil
 import socket
@@ -10,7 +12,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -47,6 +49,25 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30.0
+) -> None:
+    """Return as soon as `condition` (sync or async) holds; fail after `timeout` seconds.
+
+    Tests wait on what they need rather than for a fixed time: as fast as the machine
+    allows when it is idle, and still passing when it is busy.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"waited {timeout} s in vain until {what}"
+        await asyncio.sleep(0.05)
 
 
 #: Backends that processes share (not memory://): multi-process tests run against each, via

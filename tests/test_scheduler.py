@@ -15,7 +15,7 @@ from taskmill.errors import ScheduleError, ScheduleNotFoundError
 from taskmill.job import Job
 from taskmill.schedule import LEADER
 from taskmill.scheduler import POLL, TICK_RETENTION, Scheduler
-from tests.conftest import FakeClock, fast_settings
+from tests.conftest import FakeClock, fast_settings, wait_until
 
 #: A whole minute (UNIX seconds); the tests start half a minute after it.
 MINUTE = 1_800_000_000.0
@@ -251,7 +251,11 @@ async def test_a_worker_with_a_scheduler_runs_the_jobs_of_its_schedules() -> Non
     await app.schedules.acreate("every-second", "report", "* * * * * *")
     worker = Worker(app, scheduler=True)
     running = asyncio.create_task(worker.run())
-    await asyncio.sleep(2.5)
+
+    async def two_ran() -> bool:
+        return sum(job.state == JobState.SUCCEEDED for job in await tick_jobs(app)) >= 2
+
+    await wait_until(two_ran, "two ticks' jobs ran")
     worker.stop()
     await running
     jobs = await tick_jobs(app)
