@@ -38,7 +38,8 @@ from taskmill.cli.common import (
     run,
     table,
 )
-from taskmill.cli.state import COMMANDS
+from taskmill.cli.schedules import COMMANDS as SCHEDULE_COMMANDS
+from taskmill.cli.state import COMMANDS as STATE_COMMANDS
 from taskmill.errors import ConfigError
 from taskmill.job import Job, JobState
 from taskmill.metrics import JobMetrics
@@ -274,9 +275,5 @@ def _demo_summary(jobs: list[Job], elapsed: float, url: str) -> str:
     return summary
 
 
-for command in COMMANDS:
+for command in (*STATE_COMMANDS, *SCHEDULE_COMMANDS):
     main.add_command(command)
-
-
-# The scheduler and schedules commands live in a module of their own; importing it adds them.
-from taskmill.cli import schedules  # noqa: E402, F401

@@ -1,5 +1,5 @@
 """The `taskmill scheduler` command and the `taskmill schedules` group (cli/__init__.py
-imports this module to register them)."""
+adds COMMANDS to the `taskmill` group)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import click
 from taskmill import logs
 from taskmill.app import App
 from taskmill.backends import Backend, Lease
-from taskmill.cli import main
 from taskmill.cli.common import (
     Config,
     ago,
@@ -35,7 +34,7 @@ from taskmill.schedule import LEADER, Schedule
 from taskmill.scheduler import Scheduler
 
 
-@main.command()
+@click.command()
 @global_options
 @click.option("--lease", callback=duration, help="How long the leader's lease lasts: 10s.")
 @logging_options("INFO")
@@ -52,7 +51,7 @@ def scheduler(
     run(app, lambda app, backend: runner.run(install_signals=True))
 
 
-@main.group()
+@click.group()
 def schedules() -> None:
     """List, add, pause, resume and delete schedules; show the jobs one produced."""
 
@@ -221,3 +220,6 @@ def schedules_delete(config: Config, name: str, as_json: bool) -> None:
         echo_json({"deleted": name})
     else:
         click.echo(f"schedule {name} deleted")
+
+
+COMMANDS = [scheduler, schedules]
