@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 import orjson
@@ -19,9 +19,6 @@ from taskmill.backends import Backend
 from taskmill.errors import TaskmillError
 from taskmill.job import Job, JobState, check_queue_name, parse_duration, parse_priority
 from taskmill.worker import parse_queues
-
-if TYPE_CHECKING:
-    from taskmill.cli.sources import Source
 
 T = TypeVar("T")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -54,20 +51,6 @@ class Config:
         if self.url is not None:
             app.settings = dataclasses.replace(app.settings, url=self.url)
         return app
-
-    def source(self) -> Source:
-        """Where the commands that read or change state go: the API if one is given (the
-        server's app and backend are used then), else the backend."""
-        from taskmill.cli.sources import ApiSource, BackendSource
-
-        api = self.api or os.environ.get("TASKMILL_API")
-        if not api:
-            return BackendSource(self.load())
-        if self.url is not None or self.app is not None:
-            raise click.UsageError("--api goes through the server, which has its own app and URL")
-        source = ApiSource(api, self.api_key or os.environ.get("TASKMILL_API_KEY"))
-        click.get_current_context().call_on_close(source.close)
-        return source
 
 
 def import_app(spec: str) -> App:

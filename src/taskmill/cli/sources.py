@@ -5,6 +5,7 @@ command prints them with one piece of code whichever way they came.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +16,7 @@ import click
 
 from taskmill.app import App
 from taskmill.backends import Backend, QueueInfo, WorkerInfo
-from taskmill.cli.common import run
+from taskmill.cli.common import Config, run
 from taskmill.job import AttemptError, Job, JobState, encode
 from taskmill.retry import RetryPolicy
 
@@ -67,6 +68,19 @@ class Source(Protocol):
     def purge(self, queue: str | None, task: str | None) -> int: ...
 
     def list_workers(self) -> list[WorkerInfo]: ...
+
+
+def source_of(config: Config) -> Source:
+    """Where the commands that read or change state go: the API if one is given (the
+    server's app and backend are used then), else the backend."""
+    api = config.api or os.environ.get("TASKMILL_API")
+    if not api:
+        return BackendSource(config.load())
+    if config.url is not None or config.app is not None:
+        raise click.UsageError("--api goes through the server, which has its own app and URL")
+    source = ApiSource(api, config.api_key or os.environ.get("TASKMILL_API_KEY"))
+    click.get_current_context().call_on_close(source.close)
+    return source
 
 
 class BackendSource:

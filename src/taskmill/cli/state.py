@@ -32,6 +32,7 @@ from taskmill.cli.common import (
     queue_name,
     span,
 )
+from taskmill.cli.sources import source_of
 from taskmill.job import Job, JobState
 
 
@@ -112,7 +113,7 @@ def enqueue(
     """Enqueue a job of TASK; prints its id."""
     options["id"] = options.pop("job_id")
     given = {name: value for name, value in options.items() if value is not None}
-    job = config.source().enqueue(task, args, payload, given, wait)
+    job = source_of(config).enqueue(task, args, payload, given, wait)
     if wait is not None:
         settled_result(job.id, job, wait)  # raises if the job failed or did not finish in time
     if as_json:
@@ -151,7 +152,7 @@ def jobs() -> None:
 def jobs_list(config: Config, /, status: str | None, as_json: bool, **filters: Any) -> None:
     """Jobs, newest first."""
     state = None if status is None else JobState(status)
-    found, cursor = config.source().list_jobs(state, **filters)
+    found, cursor = source_of(config).list_jobs(state, **filters)
     _print_jobs(found, cursor, as_json, "no jobs")
 
 
@@ -160,7 +161,7 @@ def jobs_list(config: Config, /, status: str | None, as_json: bool, **filters: A
 @pass_config
 def jobs_show(config: Config, job_id: str, as_json: bool) -> None:
     """Everything about one job, its errors and last traceback included."""
-    job = config.source().get(job_id)
+    job = source_of(config).get(job_id)
     if as_json:
         echo_json(job.to_dict())
     else:
@@ -172,7 +173,7 @@ def jobs_show(config: Config, job_id: str, as_json: bool) -> None:
 @pass_config
 def jobs_cancel(config: Config, job_id: str, as_json: bool) -> None:
     """Cancel a job; a running one stops at its worker's next heartbeat."""
-    job = config.source().cancel(job_id)
+    job = source_of(config).cancel(job_id)
     if as_json:
         echo_json(job.to_dict())
     elif job.state == JobState.CANCELLED:
@@ -188,7 +189,7 @@ def jobs_cancel(config: Config, job_id: str, as_json: bool) -> None:
 @pass_config
 def jobs_retry(config: Config, job_id: str, as_json: bool) -> None:
     """Run a dead job again from a first attempt (its past errors are kept)."""
-    job = config.source().retry(job_id)
+    job = source_of(config).retry(job_id)
     if as_json:
         echo_json(job.to_dict())
     else:
@@ -200,7 +201,7 @@ def jobs_retry(config: Config, job_id: str, as_json: bool) -> None:
 @pass_config
 def jobs_delete(config: Config, job_id: str, as_json: bool) -> None:
     """Remove a job that is not running (cancel a running one first)."""
-    config.source().delete(job_id)
+    source_of(config).delete(job_id)
     if as_json:
         echo_json({"deleted": job_id})
     else:
@@ -218,7 +219,7 @@ def queues() -> None:
 @pass_config
 def queues_list(config: Config, as_json: bool) -> None:
     """Queues that hold jobs or are paused."""
-    infos = config.source().list_queues()
+    infos = source_of(config).list_queues()
     if as_json:
         echo_json([info.to_dict() for info in infos])
         return
@@ -227,7 +228,7 @@ def queues_list(config: Config, as_json: bool) -> None:
 
 
 def _set_paused(config: Config, name: str, paused: bool, as_json: bool) -> None:
-    info = config.source().set_paused(name, paused)
+    info = source_of(config).set_paused(name, paused)
     if as_json:
         echo_json(info.to_dict())
     else:
@@ -261,7 +262,7 @@ def queues_resume(config: Config, name: str, as_json: bool) -> None:
 @pass_config
 def queues_stats(config: Config, name: str | None, as_json: bool) -> None:
     """Jobs per state, whether paused, and how long the oldest due job has waited."""
-    infos = config.source().list_queues()
+    infos = source_of(config).list_queues()
     if name is not None:
         infos = [next((info for info in infos if info.name == name), QueueInfo(name))]
     now = time.time()
@@ -292,7 +293,7 @@ def dlq() -> None:
 @pass_config
 def dlq_list(config: Config, /, as_json: bool, **filters: Any) -> None:
     """Dead jobs, newest first."""
-    found, cursor = config.source().list_jobs(JobState.DEAD, **filters)
+    found, cursor = source_of(config).list_jobs(JobState.DEAD, **filters)
     _print_jobs(found, cursor, as_json, "the dead-letter queue is empty")
 
 
@@ -319,7 +320,7 @@ def dlq_requeue(
         raise click.UsageError("give job ids or --all, not both")
     if not (ids or everything or queue or task):
         raise click.UsageError("say which jobs: give ids, --queue, --task, or --all")
-    moved = config.source().requeue(ids, queue, task)
+    moved = source_of(config).requeue(ids, queue, task)
     if as_json:
         echo_json({"requeued": moved})
     else:
@@ -339,7 +340,7 @@ def dlq_purge(
     config: Config, queue: str | None, task: str | None, yes: bool, as_json: bool
 ) -> None:
     """Delete dead jobs for good."""
-    source = config.source()
+    source = source_of(config)
     if not yes:
         scope = (f" of queue {queue}" if queue else "") + (f" of task {task}" if task else "")
         click.confirm(f"Delete every dead job{scope}?", abort=True, err=True)
@@ -356,7 +357,7 @@ def dlq_purge(
 @pass_config
 def workers(config: Config, as_json: bool) -> None:
     """Live workers: those seen within the last minute."""
-    found = config.source().list_workers()
+    found = source_of(config).list_workers()
     if as_json:
         echo_json([info.to_dict() for info in found])
         return
