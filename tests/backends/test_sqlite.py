@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -18,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from taskmill.backends import Outcome, connect
+from taskmill.backends import Outcome, connect, sqlite
+from taskmill.backends.base import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.backends.sqlite import SQLiteBackend
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import Job, JobState
+from taskmill.job import WAITING_STATES, Job, JobState
 from tests.conftest import FakeClock
 
 MIGRATIONS = sorted(
@@ -91,6 +93,16 @@ def test_url_is_a_relative_or_absolute_path(
     for url in ("sqlite:///:memory:", "sqlite://host/jobs.db", "sqlite:///", "sqlite:///a.db?x=1"):
         with pytest.raises(ConfigError):
             SQLiteBackend(url)
+
+
+def test_the_states_written_out_in_sql_are_those_of_the_rules() -> None:
+    """The queries repeat the state lists of the partial indexes, or SQLite would not use
+    them; the lists must still be the states base.py names."""
+    init = files("taskmill.backends").joinpath("sql", "sqlite", "0001_init.sql").read_text()
+    for written, states in ((sqlite._WAITING, WAITING_STATES), (sqlite._PRUNABLE, PRUNABLE_STATES)):
+        assert f"state IN {written}" in init
+        assert {JobState(name) for name in re.findall(r"'(\w+)'", written)} == states
+    assert set(sqlite._FINISH) == OUTCOME_STATES
 
 
 async def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
@@ -180,14 +192,14 @@ async def test_concurrent_writes_share_a_commit_and_fail_alone(tmp_path: Path) -
     backend = SQLiteBackend(f"sqlite:///{tmp_path / 'group.db'}")
     await backend.open()
     transactions = 0
-    run_transaction = backend._transaction
+    run_transaction = backend._db._transaction
 
-    def counted(fn: Any, begin: str) -> Any:
+    def counted(batch: Any) -> Any:
         nonlocal transactions
         transactions += 1
-        return run_transaction(fn, begin)
+        return run_transaction(batch)
 
-    backend._transaction = counted  # type: ignore[method-assign]
+    backend._db._transaction = counted  # type: ignore[method-assign]
     try:
 
         def broken(conn: sqlite3.Connection) -> None:
@@ -195,7 +207,7 @@ async def test_concurrent_writes_share_a_commit_and_fail_alone(tmp_path: Path) -
 
         writes = [backend.enqueue([Job(task="t")]) for _ in range(20)]
         results = await asyncio.gather(
-            *writes[:10], backend._write(broken), *writes[10:], return_exceptions=True
+            *writes[:10], backend._db.write(broken), *writes[10:], return_exceptions=True
         )
         failed = results.pop(10)
         assert isinstance(failed, BackendError)

@@ -1,9 +1,9 @@
 """The SQLite backend: one database file shared by the worker processes of one machine.
 
 Every method that changes state is one `BEGIN IMMEDIATE` transaction, so it is atomic
-across processes. All queries of an instance run on one thread that owns its connection,
-so the event loop never waits on the disk or on another process's write lock. A commit
-wakes the waiters of this process at once, and those of others soon after (sqlite_watch).
+across processes; all queries of an instance run on the thread that owns its connection
+(sqlite_writer). A commit wakes the waiters of this process at once, and those of others
+soon after (sqlite_watch).
 """
 
 from __future__ import annotations
@@ -13,18 +13,15 @@ import contextlib
 import functools
 import operator
 import os
-import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from importlib.resources import files
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import orjson
 
 from taskmill.backends.base import (
-    LEASE_EXPIRED,
+    CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
     Backend,
@@ -32,12 +29,16 @@ from taskmill.backends.base import (
     Outcome,
     QueueInfo,
     WorkerInfo,
+    fold_counts,
+    in_claim_order,
+    rescue,
 )
+from taskmill.backends.migrations import pending
 from taskmill.backends.sqlite_schedules import SQLiteSchedules
 from taskmill.backends.sqlite_watch import watcher
-from taskmill.errors import BackendError, ConfigError
+from taskmill.backends.sqlite_writer import Writer
+from taskmill.errors import ConfigError
 from taskmill.job import (
-    WAITING_STATES,
     AttemptError,
     Job,
     JobState,
@@ -46,21 +47,15 @@ from taskmill.job import (
     encode,
     encode_spec,
 )
-from taskmill.retry import RetryPolicy
-
-T = TypeVar("T")
 
 #: The queries use RETURNING (3.35) and the JSON operators -> and ->> (3.38).
 MIN_SQLITE = (3, 38, 0)
-#: How long a call waits for another process's lock before failing.
-BUSY_TIMEOUT = 10.0
-#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
-CLOCK_CHECK = 0.25
 #: Finished jobs deleted per `maintain` at most, so that one call never holds the lock long.
 PRUNE_BATCH = 10_000
 
-# Written out, not bound as parameters: SQLite uses a partial index only when the query
-# repeats its WHERE clause (see 0001_init.sql).
+# WAITING_STATES and PRUNABLE_STATES, written out as in the partial indexes of 0001_init.sql
+# (test_sqlite checks both): SQLite uses a partial index only when the query repeats its
+# WHERE clause, so they cannot be bound as parameters.
 _WAITING = "('pending', 'scheduled', 'retrying')"
 _PRUNABLE = "('succeeded', 'cancelled', 'expired')"
 
@@ -165,33 +160,6 @@ def _row(job: Job) -> tuple[Any, ...]:
     )
 
 
-def _each(
-    conn: sqlite3.Connection, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
-) -> list[tuple[bool, Any]]:
-    """Run the writes of one transaction; each in a savepoint when it has company."""
-    if len(batch) == 1:
-        return [(True, batch[0][0](conn))]
-    results: list[tuple[bool, Any]] = []
-    for fn, _ in batch:
-        conn.execute("SAVEPOINT write")
-        try:
-            results.append((True, fn(conn)))
-        except Exception as exc:
-            conn.execute("ROLLBACK TO write")
-            results.append((False, exc))
-        conn.execute("RELEASE write")
-    return results
-
-
-def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]]) -> None:
-    for (_, future), (ok, value) in zip(batch, results, strict=True):
-        if not future.done():  # its caller may have gone
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-
 def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
     row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
     return None if row is None else _job(row)
@@ -215,6 +183,17 @@ def _gates(conn: sqlite3.Connection, queues: list[str]) -> tuple[set[str], dict[
 def _paused(conn: sqlite3.Connection, queues: list[str]) -> set[str]:
     sql = f"SELECT name FROM queues WHERE paused AND name IN ({_marks(len(queues))})"
     return {name for (name,) in conn.execute(sql, queues)}
+
+
+def _next_run_at(conn: sqlite3.Connection, queues: list[str], now: float) -> float | None:
+    """When a job waiting in these queues, unless paused, is due: now, or its run_at."""
+    paused = _paused(conn, queues)
+    times = [
+        conn.execute(_NEXT_RUN_AT, (now, queue, queue)).fetchone()[0]
+        for queue in queues
+        if queue not in paused
+    ]
+    return min((t for t in times if t is not None), default=None)
 
 
 def _filters(**filters: str | None) -> tuple[list[str], list[Any]]:
@@ -256,9 +235,6 @@ def _statements(script: str) -> Iterator[str]:
 class SQLiteBackend(SQLiteSchedules, Backend):
     """Jobs in a SQLite file (`sqlite:///relative.db`, `sqlite:////absolute.db`)."""
 
-    # Set on the instance's thread by open(); only that thread uses it.
-    _conn: sqlite3.Connection
-
     def __init__(self, url: str, clock: Clock = time.time) -> None:
         super().__init__(clock)
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -269,160 +245,43 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         self.url = url
         self.path = _path(url)
         self._watcher = watcher(self.path)
-        self._executor: ThreadPoolExecutor | None = None
-        # Writes waiting for the next transaction, and the task that commits them.
-        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._committer: asyncio.Task[None] | None = None
+        self._db = Writer(self.path)
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        if self._executor is None:
-            raise BackendError(f"SQLite backend {self.url} is not open")
-        call = functools.partial(self._patiently, fn)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-
-    def _error(self, exc: sqlite3.Error) -> BackendError:
-        return BackendError(f"SQLite database {self.path}: {exc}")
-
-    @staticmethod
-    def _patiently(fn: Callable[[], T]) -> T:
-        """Call fn, again while another process holds the lock it needs (a failed
-        transaction was rolled back, so fn may run again).
-
-        Not SQLite's busy handler: it sleeps up to 100 ms between tries, and so loses the
-        lock race to busier processes for seconds (1.8 s seen with four workers: leases
-        expired)."""
-        deadline = time.monotonic() + BUSY_TIMEOUT
-        while True:
-            try:
-                return fn()
-            except sqlite3.OperationalError as exc:
-                if (
-                    exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY
-                    or time.monotonic() > deadline
-                ):
-                    raise
-            time.sleep(random.uniform(0.0005, 0.002))
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
-        conn = self._conn
-        conn.execute(begin)
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        return result
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn in a write transaction, atomically.
-
-        Writes that arrive while one is being committed share the next transaction, each
-        in a savepoint of its own, so each stays atomic and a failing one undoes only
-        itself. A commit costs more than most writes: one now serves a claim together with
-        the finish of the batch before it, or many producers enqueueing at once."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writes.append((fn, future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.create_task(self._commit_writes())
-        return await future
-
-    async def _commit_writes(self) -> None:
-        while self._writes:
-            batch, self._writes = self._writes, []
-            try:
-                each = functools.partial(_each, batch=batch)
-                results = await self._run(
-                    functools.partial(self._transaction, each, "BEGIN IMMEDIATE")
-                )
-            except BaseException as exc:
-                results = [(False, exc)] * len(batch)
-                if not isinstance(exc, Exception):
-                    _settle(batch, results)
-                    raise
-            _settle(batch, [
-                (ok, value if ok or not isinstance(value, sqlite3.Error) else self._error(value))
-                for ok, value in results
-            ])  # fmt: skip
-
     async def _change(self, sql: str, params: Sequence[Any]) -> int:
         """Run one statement in a transaction of its own; returns how many rows it changed."""
-        return await self._write(lambda conn: conn.execute(sql, params).rowcount)
+        return await self._db.write(lambda conn: conn.execute(sql, params).rowcount)
 
     async def open(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="taskmill-sqlite")
         now = self.clock()
         try:
-            await self._run(self._connect)
-            await self._run(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-            await self._write(lambda conn: self._migrate(conn, now))
+            await self._db.open()
+            await self._db.write(lambda conn: self._migrate(conn, now))
         except BaseException:
-            await self.close()
+            await self._db.close()
             raise
 
-    def _connect(self) -> None:
-        # timeout=0: _patiently() waits for locks instead of SQLite's busy handler.
-        self._conn = sqlite3.connect(self.path, timeout=0, isolation_level=None)
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        # A bulk enqueue touches more pages than the default 2 MiB cache holds: spilling
-        # them mid-transaction made inserts a quarter slower.
-        self._conn.execute("PRAGMA cache_size = -65536")
-
     def _migrate(self, conn: sqlite3.Connection, now: float) -> None:
-        """Apply the numbered scripts of sql/sqlite/ not yet recorded in schema_version."""
+        """Apply the migrations not yet recorded in schema_version."""
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
         )
         (current,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-        scripts = sorted(
-            (int(f.name.split("_", 1)[0]), f)
-            for f in files("taskmill.backends").joinpath("sql", "sqlite").iterdir()
-            if f.name.endswith(".sql")
-        )
-        if current > scripts[-1][0]:
-            raise BackendError(
-                f"SQLite database {self.path} has schema version {current}, newer than this "
-                f"taskmill knows ({scripts[-1][0]}); upgrade taskmill"
-            )
-        for version, script in scripts:
-            if version > current:
-                for statement in _statements(script.read_text("utf-8")):
-                    conn.execute(statement)
-                sql = "INSERT INTO schema_version VALUES (?, ?, ?)"
-                conn.execute(sql, (version, script.name, now))
+        for migration in pending("sqlite", current, f"SQLite database {self.path}"):
+            for statement in _statements(migration.script):
+                conn.execute(statement)
+            sql = "INSERT INTO schema_version VALUES (?, ?, ?)"
+            conn.execute(sql, (migration.version, migration.name, now))
 
     async def close(self) -> None:
-        if self._executor is None:
-            return
-        if self._committer is not None:
-            await asyncio.gather(self._committer, return_exceptions=True)
-        try:
-            if hasattr(self, "_conn"):
-                await self._run(self._conn.close)
-        finally:
-            self._executor.shutdown()
-            self._executor = None
+        await self._db.close()
 
     # -- producers ------------------------------------------------------------------------
 
-    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
-        if not jobs:
-            return []
-        now = self.clock()
-        # The jobs given become the records, not copies of them: a copy costs as much as a
-        # sixth of the row's insert, and the caller gets back the stored records anyway.
-        records = list(jobs)
-        for job in records:
-            job.created_at, job.run_at = now, job.run_at or now
-            job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
-        rows = [_row(record) for record in records]
+    async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        rows = [_row(job) for job in jobs]
 
         def run(conn: sqlite3.Connection) -> dict[str, Job]:
             (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()
@@ -431,42 +290,37 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             if conn.total_changes - changes == len(rows):
                 return {}
             # Some ids were taken: by rows stored before this call, or earlier in the batch.
-            ids = _dumps([record.id for record in records])
+            ids = _dumps([job.id for job in jobs])
             sql = f"{_SELECT} WHERE seq <= ? AND id IN (SELECT value FROM json_each(?))"
             return {job.id: job for job in map(_job, conn.execute(sql, (last, ids)))}
 
-        stored = await self._write(run)
+        stored = await self._db.write(run)
         self._watcher.notify()
-        return [stored.setdefault(record.id, record) for record in records]
+        return [stored.setdefault(job.id, job) for job in jobs]
 
     async def get(self, job_id: str) -> Job | None:
-        return await self._run(lambda: _get(self._conn, job_id))
+        return await self._db.run(lambda conn: _get(conn, job_id))
 
-    async def list_jobs(
+    async def _list_jobs(
         self,
-        *,
-        state: JobState | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> tuple[list[Job], str | None]:
-        if limit <= 0:
-            return [], None
+        state: JobState | None,
+        queue: str | None,
+        task: str | None,
+        limit: int,
+        before: int | None,
+    ) -> tuple[list[Job], int | None]:
         where, params = _filters(state=state, queue=queue, task=task)
-        if cursor is not None:
-            if not cursor.isdigit():
-                raise ConfigError(f"invalid cursor {cursor!r}")
+        if before is not None:
             where.append("seq < ?")
-            params.append(int(cursor))
+            params.append(before)
         sql = f"{_SELECT} {_where(where)} ORDER BY seq DESC LIMIT ?"
 
-        def run() -> tuple[list[Job], str | None]:
-            rows = self._conn.execute(sql, (*params, limit + 1)).fetchall()
+        def run(conn: sqlite3.Connection) -> tuple[list[Job], int | None]:
+            rows = conn.execute(sql, (*params, limit + 1)).fetchall()
             more = len(rows) > limit
-            return [_job(row) for row in rows[:limit]], str(rows[limit - 1][-1]) if more else None
+            return [_job(row) for row in rows[:limit]], rows[limit - 1][-1] if more else None
 
-        return await self._run(run)
+        return await self._db.run(run)
 
     async def cancel(self, job_id: str) -> Job | None:
         now = self.clock()
@@ -481,7 +335,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             conn.execute(sql, (job_id,))
             return _get(conn, job_id)
 
-        return await self._write(run)
+        return await self._db.write(run)
 
     async def delete(self, job_id: str) -> bool:
         sql = "DELETE FROM jobs WHERE id = ? AND state != 'running'"
@@ -489,31 +343,26 @@ class SQLiteBackend(SQLiteSchedules, Backend):
 
     # -- workers --------------------------------------------------------------------------
 
-    async def claim(
-        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    async def _claim(
+        self, queues: list[str], worker_id: str, limit: int, lease: float, now: float
     ) -> list[Job]:
-        order = list(dict.fromkeys(queues))
-        if limit <= 0 or not order:
-            return []
-        now = self.clock()
-        marks = _marks(len(order))
-        rank = {queue: i for i, queue in enumerate(order)}
+        marks = _marks(len(queues))
 
         def run(conn: sqlite3.Connection) -> list[Job]:
             conn.execute(
                 # Left to itself, the planner scans every waiting job of the queue instead.
                 "UPDATE jobs INDEXED BY jobs_expiry SET state = 'expired', finished_at = ? "
                 f"WHERE state IN {_WAITING} AND expires_at <= ? AND queue IN ({marks})",
-                (now, now, *order),
+                (now, now, *queues),
             )
             conn.execute(
                 "UPDATE jobs SET due = 1 "
                 f"WHERE due = 0 AND state IN {_WAITING} AND run_at <= ? AND queue IN ({marks})",
-                (now, *order),
+                (now, *queues),
             )
-            paused, caps = _gates(conn, order)
+            paused, caps = _gates(conn, queues)
             rows: list[Any] = []
-            for queue in order:
+            for queue in queues:
                 if queue in paused:
                     continue
                 room = limit - len(rows)
@@ -527,16 +376,13 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                     if len(rows) >= limit:
                         break
             # RETURNING yields rows in no particular order; row[-1] is seq.
-            jobs = [(_job(row), row[-1]) for row in rows]
-            jobs.sort(key=lambda pair: (rank[pair[0].queue], -pair[0].priority, pair[1]))
-            return [job for job, _ in jobs]
+            return in_claim_order(queues, [(_job(row), row[-1]) for row in rows])
 
-        return await self._write(run)
+        return await self._db.write(run)
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+    async def _wait(self, queues: list[str], timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        names = list(dict.fromkeys(queues))
         wake = asyncio.Event()
         waiter = (loop, wake)
         self._watcher.add(waiter)
@@ -548,8 +394,8 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                     # Look before returning: the commit may concern other queues, and a
                     # claim (a write) on every commit would keep idle workers busy.
                     wake.clear()
-                    probe = functools.partial(self._next_run_at, names, self.clock())
-                    next_at = await self._run(probe)
+                    look = functools.partial(_next_run_at, queues=queues, now=self.clock())
+                    next_at = await self._db.run(look)
                 remaining = deadline - loop.time()
                 if remaining <= 0 or (next_at is not None and next_at <= self.clock()):
                     return
@@ -561,16 +407,6 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 woken = wake.is_set()
         finally:
             self._watcher.remove(waiter)
-
-    def _next_run_at(self, queues: list[str], now: float) -> float | None:
-        """When a job waiting in these queues, unless paused, is due: now, or its run_at."""
-        paused = _paused(self._conn, queues)
-        times = [
-            self._conn.execute(_NEXT_RUN_AT, (now, queue, queue)).fetchone()[0]
-            for queue in queues
-            if queue not in paused
-        ]
-        return min((t for t in times if t is not None), default=None)
 
     async def heartbeat(
         self,
@@ -599,18 +435,15 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                     stop.add(job_id)
             return stop
 
-        return await self._write(run)
+        return await self._db.write(run)
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        now = self.clock()
+    async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         # Outcomes for one job (a stale token beside the current one) go in separate rounds,
         # so that each statement's RETURNING tells which of them applied.
         rounds: list[int] = []
         seen: dict[str, int] = {}
         batches: dict[tuple[int, JobState], list[list[Any]]] = {}
         for o in outcomes:
-            if o.state not in _FINISH:
-                raise BackendError(f"an attempt cannot end as {o.state.value}")
             rounds.append(seen.get(o.job_id, 0))
             seen[o.job_id] = rounds[-1] + 1
             batches.setdefault((rounds[-1], o.state), []).append([
@@ -633,14 +466,12 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 for (job_id,) in conn.execute(sql, params)
             }
 
-        done = await self._write(run)
+        done = await self._db.write(run)
         if done:
             self._watcher.notify()
         return [(turn, o.job_id) in done for turn, o in zip(rounds, outcomes, strict=True)]
 
-    async def maintain(self) -> int:
-        now = self.clock()
-
+    async def _maintain(self, now: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
             expired = conn.execute(
                 "SELECT id, attempts, max_retries, spec, worker, cancel_requested FROM jobs "
@@ -649,17 +480,17 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             ).fetchall()
             rescues: list[tuple[Any, ...]] = []
             for job_id, attempts, max_retries, spec, worker, cancel in expired:
-                error = AttemptError(attempts, LEASE_EXPIRED, worker=worker, at=now)
-                rescue: tuple[Any, ...]
-                if cancel:
-                    rescue = ("cancelled", now, None, False)
-                elif attempts > max_retries:
-                    rescue = ("dead", now, None, False)
-                else:
-                    policy = RetryPolicy.from_dict(decode(spec).get("retry", {}))
-                    run_at = now + policy.backoff(attempts)
-                    rescue = ("retrying", None, run_at, run_at <= now)
-                rescues.append((*rescue, _dumps(error.to_dict()), job_id))
+                fate = rescue(
+                    attempts=attempts,
+                    max_retries=max_retries,
+                    cancel_requested=bool(cancel),
+                    retry=decode_spec(spec)[0],
+                    worker=worker,
+                    now=now,
+                )
+                run_at, error = fate.run_at, _dumps(fate.error.to_dict())
+                due = run_at is not None and run_at <= now
+                rescues.append((fate.state.value, fate.finished_at, run_at, due, error, job_id))
             conn.executemany(_RESCUE, rescues)
             conn.execute(
                 "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs "
@@ -669,7 +500,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             conn.execute("DELETE FROM workers WHERE last_seen < ?", (now - WORKER_TTL,))
             return len(rescues)
 
-        rescued = await self._write(run)
+        rescued = await self._db.write(run)
         if rescued:
             self._watcher.notify()
         return rescued
@@ -680,14 +511,14 @@ class SQLiteBackend(SQLiteSchedules, Backend):
     async def list_workers(self) -> list[WorkerInfo]:
         since = self.clock() - WORKER_TTL
 
-        def run() -> list[WorkerInfo]:
+        def run(conn: sqlite3.Connection) -> list[WorkerInfo]:
             sql = "SELECT info, last_seen FROM workers WHERE last_seen >= ? ORDER BY id"
             return [
                 WorkerInfo.from_dict({**decode(info), "last_seen": last_seen})
-                for info, last_seen in self._conn.execute(sql, (since,))
+                for info, last_seen in conn.execute(sql, (since,))
             ]
 
-        return await self._run(run)
+        return await self._db.run(run)
 
     # -- queues and the dead-letter queue ------------------------------------------------
 
@@ -720,20 +551,11 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 "FROM jobs GROUP BY queue, state, priority",
                 {"now": now, "since": now - THROUGHPUT_WINDOW},
             )
-            for queue, state, priority, count, oldest, due, recent in rows:
-                info = infos.setdefault(queue, QueueInfo(queue))
-                info.counts[state] += count
-                if JobState(state) in WAITING_STATES:
-                    if oldest is not None:
-                        info.oldest_pending = min(info.oldest_pending or oldest, oldest)
-                    if due:
-                        ready = info.ready_by_priority
-                        ready[priority] = ready.get(priority, 0) + due
-                elif state in ("succeeded", "dead"):
-                    info.finished_recently += recent
+            for row in rows:
+                fold_counts(infos, *row)
             return [infos[name] for name in sorted(infos)]
 
-        return await self._run(lambda: run(self._conn))
+        return await self._db.run(run)
 
     async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
         sql = (
@@ -743,11 +565,11 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         await self._change(sql, (queue, _dumps(dict(settings))))
 
     async def queue_settings(self) -> dict[str, dict[str, Any]]:
-        def run() -> dict[str, dict[str, Any]]:
+        def run(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
             sql = "SELECT name, settings FROM queues WHERE settings != '{}'"
-            return {name: decode(settings) for name, settings in self._conn.execute(sql)}
+            return {name: decode(settings) for name, settings in conn.execute(sql)}
 
-        return await self._run(run)
+        return await self._db.run(run)
 
     async def delete_queue(self, queue: str) -> bool:
         removed = await self._change("DELETE FROM queues WHERE name = ?", (queue,))
@@ -755,14 +577,13 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             self._watcher.notify()  # it may have been paused
         return removed == 1
 
-    async def requeue(
-        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    async def _requeue(
+        self, ids: list[str] | None, queue: str | None, task: str | None, now: float
     ) -> int:
-        now = self.clock()
         where, params = _filters(state=JobState.DEAD, queue=queue, task=task)
         if ids is not None:
             where.append("id IN (SELECT value FROM json_each(?))")
-            params.append(_dumps(list(ids)))
+            params.append(_dumps(ids))
         sql = (
             "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, due = 1, "
             f"finished_at = NULL {_where(where)}"
@@ -772,14 +593,6 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             self._watcher.notify()
         return moved
 
-    async def purge(
-        self,
-        *,
-        state: JobState = JobState.DEAD,
-        queue: str | None = None,
-        task: str | None = None,
-    ) -> int:
-        if not state.finished:
-            return 0
+    async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:
         where, params = _filters(state=state, queue=queue, task=task)
         return await self._change(f"DELETE FROM jobs {_where(where)}", params)

@@ -7,15 +7,13 @@ statement or one transaction, like the backend's others.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from taskmill.backends.base import Clock, Lease
+from taskmill.backends.sqlite_writer import Writer
 from taskmill.schedule import Schedule, recorded
-
-T = TypeVar("T")
 
 _SELECT = "SELECT definition, last_tick, recent_jobs FROM schedules"
 
@@ -28,10 +26,7 @@ def _schedule(row: tuple[str, float | None, str]) -> Schedule:
 class SQLiteSchedules:
     if TYPE_CHECKING:  # provided by SQLiteBackend
         clock: Clock
-        _conn: sqlite3.Connection
-
-        async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
-        async def _run(self, fn: Callable[[], T]) -> T: ...
+        _db: Writer
 
     async def put_schedule(self, schedule: Schedule) -> None:
         sql = (
@@ -39,24 +34,24 @@ class SQLiteSchedules:
             "ON CONFLICT (name) DO UPDATE SET definition = excluded.definition"
         )
         params = (schedule.name, orjson.dumps(schedule.definition()).decode())
-        await self._write(lambda conn: conn.execute(sql, params))
+        await self._db.write(lambda conn: conn.execute(sql, params))
 
     async def get_schedule(self, name: str) -> Schedule | None:
-        def run() -> Schedule | None:
-            row = self._conn.execute(f"{_SELECT} WHERE name = ?", (name,)).fetchone()
+        def run(conn: sqlite3.Connection) -> Schedule | None:
+            row = conn.execute(f"{_SELECT} WHERE name = ?", (name,)).fetchone()
             return None if row is None else _schedule(row)
 
-        return await self._run(run)
+        return await self._db.run(run)
 
     async def list_schedules(self) -> list[Schedule]:
-        def run() -> list[Schedule]:
-            return [_schedule(row) for row in self._conn.execute(f"{_SELECT} ORDER BY name")]
+        def run(conn: sqlite3.Connection) -> list[Schedule]:
+            return [_schedule(row) for row in conn.execute(f"{_SELECT} ORDER BY name")]
 
-        return await self._run(run)
+        return await self._db.run(run)
 
     async def delete_schedule(self, name: str) -> bool:
         sql = "DELETE FROM schedules WHERE name = ?"
-        deleted: int = await self._write(lambda conn: conn.execute(sql, (name,)).rowcount)
+        deleted: int = await self._db.write(lambda conn: conn.execute(sql, (name,)).rowcount)
         return deleted == 1
 
     async def record_tick(self, name: str, tick: float, job_id: str) -> bool:
@@ -73,7 +68,7 @@ class SQLiteSchedules:
             conn.execute(sql, (tick, recent, name))
             return True
 
-        return await self._write(run)
+        return await self._db.write(run)
 
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> Lease:
         now = self.clock()
@@ -92,20 +87,20 @@ class SQLiteSchedules:
                 ).fetchone()
             return Lease(name, row[0], row[1])
 
-        return await self._write(run)
+        return await self._db.write(run)
 
     async def release_lease(self, name: str, holder: str) -> None:
         sql = "DELETE FROM leases WHERE name = ? AND holder = ?"
-        await self._write(lambda conn: conn.execute(sql, (name, holder)))
+        await self._db.write(lambda conn: conn.execute(sql, (name, holder)))
 
     async def get_lease(self, name: str) -> Lease | None:
         now = self.clock()
 
-        def run() -> Lease | None:
-            row = self._conn.execute(
+        def run(conn: sqlite3.Connection) -> Lease | None:
+            row = conn.execute(
                 "SELECT holder, expires_at FROM leases WHERE name = ? AND expires_at > ?",
                 (name, now),
             ).fetchone()
             return None if row is None else Lease(name, row[0], row[1])
 
-        return await self._run(run)
+        return await self._db.run(run)
