@@ -2,13 +2,15 @@
 
 Schedulers and workers run as `taskmill scheduler` and `taskmill worker` subprocesses, as a
 user runs them, on every backend that processes share (conftest.SHARED_BACKENDS). Ticks
-are counted from the jobs' side effect: the `tick` task appends its tick to a file.
+are counted from the jobs' side effect: the `tick` task appends its tick to a file, which
+the tests also watch to move on as soon as the ticks they need have run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import signal
 import subprocess
@@ -21,7 +23,7 @@ import pytest
 from taskmill import App, JobState
 from taskmill.backends import Backend, Lease
 from taskmill.schedule import LEADER
-from tests.conftest import effects, start_taskmill
+from tests.conftest import effects, start_taskmill, wait_until
 
 #: The scheduler lease in these tests: a dead leader is replaced within it.
 LEASE = 3.0
@@ -77,6 +79,11 @@ async def drain(app: App, schedule: str, timeout: float = 30.0) -> list[float]:
         await asyncio.sleep(0.2)
 
 
+def span(ran: Counter[int]) -> int:
+    """Seconds from the first tick that ran to the last."""
+    return max(ran) - min(ran) if ran else 0
+
+
 def assert_each_second_once(ran: Counter[int]) -> list[int]:
     """Every second from the first tick to the last ran, each once; the ticks, in order."""
     assert ran, "no tick ran"
@@ -96,21 +103,26 @@ async def test_three_schedulers_fire_each_tick_once_across_a_sigkilled_leader(
     schedulers = [start(workers, env, "scheduler") for _ in range(3)]
     start(workers, env, "worker", "--concurrency", "4")
     backend = await app.backend()
-    leader = await wait_for_leader(backend)
-    await asyncio.sleep(13)
+    await wait_for_leader(backend)
+    # Followers try for the lead each time the leader's lease would end: over a lease of
+    # ticks, each has tried at least once while the leader renewed.
+    await wait_until(lambda: span(effects(env)) > LEASE + 1, "ticks ran for over a lease")
 
     leader = await wait_for_leader(backend)
     (doomed,) = [p for p in schedulers if f":{p.pid}:" in leader.holder]
     killed_at = time.time()
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(10)
-    await asyncio.sleep(16)
+    # The successor takes over within a lease, then leads a lease more against the last
+    # follower.
+    after = killed_at + 2 * LEASE
+    await wait_until(lambda: max(effects(env)) > after, "a successor fired ticks on time")
 
     successor = await wait_for_leader(backend)
     assert successor.holder != leader.holder
     created = await drain(app, "every-second")
     ticks = assert_each_second_once(effects(env))
-    assert ticks[-1] - ticks[0] >= 25  # about 30 seconds of ticks
+    assert ticks[0] + LEASE + 1 < killed_at < ticks[-1] - 2 * LEASE
     # The takeover: from the kill to the first job the successor enqueued, and the longest
     # pause between two enqueues over the whole run.
     takeover = min(t for t in created if t > killed_at) - killed_at
@@ -135,21 +147,25 @@ async def test_schedules_survive_a_restart_of_every_process(
     app = App(env["TASKMILL_URL"])
     await app.schedules.acreate("every-second", "tick", "* * * * * *", catch_up="1m")
     first = [start(workers, env, "worker", "--scheduler"), start(workers, env, "scheduler")]
-    await asyncio.sleep(4)
+    await wait_until(lambda: len(effects(env)) >= 2, "two ticks ran")
     stop_all(first)
     await app.aclose()  # this process too: nothing of the schedule lives outside the backend
     stopped = time.time()
     before = effects(env)
-    await asyncio.sleep(2)
+    # Down until the next whole second at least, so that a tick falls due with nothing
+    # running, whatever the machine's speed at starting the next worker.
+    await asyncio.sleep(math.floor(stopped) + 1.05 - time.time())
 
     app = App(env["TASKMILL_URL"])
     names = [s.name for s in await app.schedules.alist()]
     # The app declares one in code, stored by the first scheduler to start.
     assert names == ["every-second", "tests.sample_tasks.nightly"]
+    restarted = time.time()
     start(workers, env, "worker", "--scheduler")
-    await asyncio.sleep(4)
+    await wait_until(lambda: max(effects(env)) > restarted, "a tick after the restart ran")
     await drain(app, "every-second")
     ran = effects(env)
     ticks = assert_each_second_once(ran)  # the ticks missed while down ran late, once
     assert max(before) < stopped < ticks[-1] and len(ran) > len(before)
+    assert any(stopped < tick < restarted for tick in ticks)  # one of them at least
     await app.aclose()
