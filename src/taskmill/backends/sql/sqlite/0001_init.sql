@@ -49,9 +49,9 @@ CREATE INDEX jobs_prune ON jobs (finished_at + result_ttl)
     WHERE state IN ('succeeded', 'cancelled', 'expired');
 -- The filters of list_jobs, requeue and purge; seq is the rowid, so each index is also in
 -- seq order. No index on state, nor on (queue, state): it would change at every claim and
--- finish (a (queue, state) index cost a fifth of the drain rate), so list_queues counts by
--- scanning the table, and the newest jobs, which list_jobs shows first, are found by
--- walking back from the newest row.
+-- finish, which slows the drain (docs/performance.md), so list_queues counts by scanning
+-- the table, and the newest jobs, which list_jobs shows first, are found by walking back
+-- from the newest row.
 CREATE INDEX jobs_task ON jobs (task);
 CREATE INDEX jobs_dead ON jobs (seq) WHERE state = 'dead';
 
