@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from taskmill.job import JobState
-from taskmill.server import server_of
 from taskmill.server.errors import JSON, ApiError, responses
 from taskmill.server.models import (
     BatchIn,
@@ -22,6 +21,7 @@ from taskmill.server.models import (
     Status,
     job_out,
 )
+from taskmill.server.shared import server_of
 
 router = APIRouter(prefix="/api/v1")
 

@@ -11,7 +11,6 @@ from prometheus_client.metrics_core import Metric
 from taskmill.backends import Backend, QueueInfo
 from taskmill.job import WAITING_STATES, JobState
 from taskmill.metrics import CONTENT_TYPE, as_json, backend_families, exposition
-from taskmill.server import Server, server_of
 from taskmill.server.errors import JSON, ApiError, responses
 from taskmill.server.models import (
     Health,
@@ -26,6 +25,7 @@ from taskmill.server.models import (
     stats_out,
     worker_out,
 )
+from taskmill.server.shared import Server, server_of
 
 router = APIRouter()
 QueueParam = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]

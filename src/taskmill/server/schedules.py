@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskmill.errors import ScheduleNotFoundError
 from taskmill.schedule import Schedule
-from taskmill.server import server_of
 from taskmill.server.errors import JSON, ApiError, responses
 from taskmill.server.models import JobList, job_out
+from taskmill.server.shared import server_of
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 
