@@ -242,7 +242,6 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 f"the SQLite backend needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer "
                 f"(JSON operators, RETURNING); this Python has {sqlite3.sqlite_version}"
             )
-        self.url = url
         self.path = _path(url)
         self._watcher = watcher(self.path)
         self._db = Writer(self.path)
@@ -250,7 +249,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
     # -- plumbing -------------------------------------------------------------------------
 
     async def _change(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one statement in a transaction of its own; returns how many rows it changed."""
+        """Run one statement as a write of its own; returns how many rows it changed."""
         return await self._db.write(lambda conn: conn.execute(sql, params).rowcount)
 
     async def open(self) -> None:
