@@ -8,13 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -29,7 +25,6 @@ from taskmill.backends.postgres_sql import QUERIES, migrate, migrations
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import Job
 from tests import sample_tasks
-from tests.conftest import PostgresCluster
 
 ROOT = Path(__file__).parent.parent.parent
 #: The schema that the migrations, applied in order, must produce (see catalog()).
@@ -365,84 +360,3 @@ def test_an_idle_worker_listens_on_one_connection_and_wakes_at_once(
     finally:
         worker.terminate()
         assert worker.wait(20) == 0
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresCluster]:
-    """A cluster of this test's own, that the test may stop and start again."""
-    root = Path(tempfile.mkdtemp(prefix="taskmill-pg-"))
-    cluster = PostgresCluster(root / "cluster")
-    try:
-        cluster.init()
-        cluster.start()
-        yield cluster
-        cluster.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-async def test_errors_are_backend_errors_and_the_pool_reconnects(
-    private_postgres: PostgresCluster,
-) -> None:
-    backend = connect(private_postgres.url)
-    await backend.open()
-    try:
-        (job,) = await backend.enqueue([Job(task="t")])
-        private_postgres.stop()
-        with pytest.raises(
-            BackendError,
-            match=f"PostgreSQL postgresql://postgres@127.0.0.1:{private_postgres.port}",
-        ):
-            await backend.get(job.id)
-        private_postgres.start()
-        deadline = time.monotonic() + 20
-        while True:  # each pooled connection fails once, then is replaced
-            try:
-                stored = await backend.get(job.id)
-                break
-            except BackendError:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
-        assert stored is not None and stored.state == JobState.PENDING
-        assert [j.id for j in await backend.claim(["default"], "w1", 10, 30.0)] == [job.id]
-    finally:
-        await backend.close()
-
-
-@pytest.mark.slow
-async def test_workers_ride_out_a_restart_of_postgres(
-    private_postgres: PostgresCluster, tmp_path: Path
-) -> None:
-    url = private_postgres.url
-    log = tmp_path / "effects.log"
-    env = {**os.environ, "TASKMILL_URL": url, "TASKMILL_TEST_LOG": str(log)}
-    env |= {"TASKMILL_LEASE": "10", "TASKMILL_HEARTBEAT": "0.5", "TASKMILL_POLL_INTERVAL": "0.2"}
-    app = App(url)
-    count = 10_000
-    handles = await app.aenqueue_many([sample_tasks.record.prepare(n) for n in range(count)])
-    await app.aclose()
-    workers = [start_worker(env, "--concurrency", "16", "--burst") for _ in range(2)]
-    try:
-        while True:  # the workers are other processes: the log is all there is to watch
-            if log.exists() and len(log.read_text().split()) >= count // 5:
-                break
-            await asyncio.sleep(0.05)
-        private_postgres.stop()
-        await asyncio.sleep(1.0)  # the workers see connection errors meanwhile
-        private_postgres.start()
-        for worker in workers:
-            assert worker.wait(120) == 0  # burst: they exit once every job is done
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(10)
-    done = Counter(int(line) for line in log.read_text().split())
-    backend = await app.backend()
-    (queue,) = await backend.list_queues()
-    assert set(done) == set(range(count))  # none lost
-    assert queue.counts["succeeded"] == count
-    for handle in handles[::97]:
-        job = await backend.get(handle.id)
-        assert job is not None and job.state == JobState.SUCCEEDED
-    await app.aclose()

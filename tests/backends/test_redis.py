@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -33,24 +32,13 @@ from taskmill.errors import BackendError
 from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_TTL, Job
 from taskmill.retry import DEFAULT_RETRY
 from tests import sample_tasks
-from tests.conftest import FakeClock, RedisServer, free_port, fresh_redis
+from tests.conftest import FakeClock, free_port, fresh_redis
 
 ROOT = Path(__file__).parent.parent.parent
 
 
 def lua(name: str) -> str:
     return files("taskmill.backends").joinpath("lua", f"{name}.lua").read_text("utf-8")
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A server of this test's own, durable, that the test may stop and start again."""
-    server = RedisServer(
-        tmp_path / "redis", free_port(), "--appendonly", "yes", "--appendfsync", "always"
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_every_script_documents_its_keys_and_arguments() -> None:
@@ -174,24 +162,6 @@ async def test_a_queue_and_its_jobs_live_in_one_cluster_slot(redis_cluster: str)
         await backend.close()
 
 
-async def test_errors_are_backend_errors_and_the_client_reconnects(
-    private_redis: RedisServer,
-) -> None:
-    backend = connect(f"redis://127.0.0.1:{private_redis.port}")
-    await backend.open()
-    try:
-        (job,) = await backend.enqueue([Job(task="t")])
-        private_redis.stop()
-        with pytest.raises(BackendError, match=rf"Redis redis://127.0.0.1:{private_redis.port}"):
-            await backend.get(job.id)
-        private_redis.start()  # same port, same append-only file
-        stored = await backend.get(job.id)
-        assert stored is not None and stored.state == JobState.PENDING
-        assert [j.id for j in await backend.claim(["default"], "w1", 10, 30.0)] == [job.id]
-    finally:
-        await backend.close()
-
-
 def test_cluster_urls_are_checked() -> None:
     with pytest.raises(Exception, match="invalid Redis Cluster URL"):
         RedisBackend("redis+cluster://nohost")
@@ -294,46 +264,6 @@ def test_an_idle_worker_blocks_on_the_server(redis_server: str, tmp_path: Path) 
     finally:
         worker.terminate()
         assert worker.wait(20) == 0
-
-
-@pytest.mark.slow
-async def test_workers_ride_out_a_restart_of_redis(
-    private_redis: RedisServer, tmp_path: Path
-) -> None:
-    url = f"redis://127.0.0.1:{private_redis.port}"
-    log = tmp_path / "effects.log"
-    env = {**os.environ, "TASKMILL_URL": url, "TASKMILL_TEST_LOG": str(log)}
-    env |= {"TASKMILL_LEASE": "10", "TASKMILL_HEARTBEAT": "0.5", "TASKMILL_POLL_INTERVAL": "0.2"}
-    app = App(url)
-    count = 10_000
-    handles = await app.aenqueue_many([sample_tasks.record.prepare(n) for n in range(count)])
-    await app.aclose()
-    workers = [start_worker(env, "--concurrency", "16", "--burst") for _ in range(2)]
-    try:
-        while True:  # the workers are other processes: the log is all there is to watch
-            if log.exists() and len(log.read_text().split()) >= count // 5:
-                break
-            await asyncio.sleep(0.05)
-        private_redis.stop()
-        await asyncio.sleep(1.0)  # the workers see connection errors meanwhile
-        private_redis.start()
-        for worker in workers:
-            assert worker.wait(120) == 0  # burst: they exit once every job is done
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(10)
-    done = Counter(int(line) for line in log.read_text().split())
-    app = App(url)
-    backend = await app.backend()
-    (queue,) = await backend.list_queues()
-    assert set(done) == set(range(count))  # none lost
-    assert queue.counts["succeeded"] == count
-    for handle in handles[::97]:
-        job = await backend.get(handle.id)
-        assert job is not None and job.state == JobState.SUCCEEDED
-    await app.aclose()
 
 
 def test_the_sync_api_runs_in_the_calling_thread_and_reconnects(redis_server: str) -> None:
