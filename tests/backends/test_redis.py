@@ -18,6 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
@@ -25,9 +26,10 @@ from redis.crc import key_slot
 from taskmill import App, JobState
 from taskmill.app import _drive
 from taskmill.backends import Outcome, connect
+from taskmill.backends.base import rescue
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
-from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, LIBRARY, QUEUE_KEYS, QUEUE_SCRIPTS
+from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, LIBRARY, QUEUE_SCRIPTS, queue_keys
 from taskmill.errors import BackendError
 from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_TTL, Job
 from taskmill.retry import DEFAULT_RETRY
@@ -42,12 +44,10 @@ def lua(name: str) -> str:
 
 
 def test_every_script_documents_its_keys_and_arguments() -> None:
-    header = lua("common")
-    for i, suffix in enumerate(QUEUE_KEYS, start=1):
-        assert re.search(rf"KEYS\[{i}\] +-> taskmill:{{q}}:{re.escape(suffix)} ", header), suffix
     for name in QUEUE_SCRIPTS:
         source = lua(name)
         assert source.startswith("-- ") and "KEYS: the queue's keys" in source, name
+        assert "redis_scripts.QueueKeys" in source, name
         documented = {int(n) for n in re.findall(r"^-- ARGV\[(\d+)", source, re.MULTILINE)}
         used = {int(n) for n in re.findall(r"ARGV\[(\d+)\]", source)}
         assert used <= documented, f"{name}.lua uses ARGV {sorted(used - documented)} undocumented"
@@ -55,15 +55,6 @@ def test_every_script_documents_its_keys_and_arguments() -> None:
         source = lua(name)
         for i in {int(n) for n in re.findall(r"KEYS\[(\d+)\]", source)}:
             assert re.search(rf"^-- KEYS\[{i}\] -> taskmill:{{@}}:", source, re.MULTILINE)
-
-
-def test_the_scripts_know_the_job_models_defaults() -> None:
-    found = re.search(
-        r"DEFAULT_PRIORITY, DEFAULT_RETRIES, DEFAULT_TTL = (\d+), (\d+), (\d+)\n", lua("common")
-    )
-    assert found is not None
-    defaults = (DEFAULT_PRIORITY, DEFAULT_MAX_RETRIES, DEFAULT_RESULT_TTL)
-    assert tuple(int(n) for n in found.groups()) == defaults
 
 
 @pytest.mark.parametrize("server", ["redis_server", "redis_cluster"])
@@ -117,24 +108,37 @@ async def test_default_options_are_left_out_of_a_hash_and_read_as_defaults(
         await backend.close()
 
 
-@pytest.mark.parametrize("older", [("seq", 1, "priority", 3), ()])
-async def test_a_job_placed_without_its_rank(redis_server: str, older: tuple[object, ...]) -> None:
-    """Jobs stored by older versions hold their seq instead of a rank: rank() works it out.
-    A job with neither goes behind the jobs of its priority."""
+async def test_a_cancel_requested_after_an_expired_lease_was_listed_wins(
+    redis_server: str,
+) -> None:
+    """maintain.lua lists an expired lease, Python decides its rescue, rescue.lua applies
+    it: a cancel requested between the two calls still stops the job from running again."""
     clock = FakeClock()
     backend = connect(fresh_redis(redis_server), clock=clock)
     await backend.open()
     assert isinstance(backend, RedisBackend)
     try:
-        early, late = await backend.enqueue([Job(task="t", run_at=clock() + 5), Job(task="t")])
-        key = f"taskmill:{{default}}:job:{early.id}"
-        await backend._exec([("HDEL", key, "rank"), *([("HSET", key, *older)] if older else [])])
-        clock.advance(5)  # due: claim places it in the ready queue
-        taken = await backend.claim(["default"], "w1", 2, 30.0)
-        assert [j.id for j in taken] == ([early.id, late.id] if older else [late.id, early.id])
-        # A job due when stored had its rank only as its score in READY: the claim kept it.
-        (rank,) = await backend._exec([("HGET", f"taskmill:{{default}}:job:{late.id}", "rank")])
-        assert rank is not None
+        (job,) = await backend.enqueue([Job(task="t")])
+        (claimed,) = await backend.claim(["default"], "w1", 1, 1.0)
+        clock.advance(2)
+        keys = queue_keys("default")
+        _, expired = await backend._script("maintain", keys, [clock(), 10])
+        assert [v.decode() for v in expired] == [job.id, claimed.token, "1", "", "", "{}", "w1"]
+        fate = rescue(
+            attempts=1,
+            max_retries=DEFAULT_MAX_RETRIES,
+            cancel_requested=False,
+            retry=DEFAULT_RETRY,
+            worker="w1",
+            now=clock(),
+        )
+        assert fate.state == JobState.RETRYING
+        await backend.cancel(job.id)
+        args = [clock(), job.id, claimed.token, fate.state.value, fate.run_at]
+        assert await backend._script("rescue", keys, [*args, orjson.dumps(fate.error.to_dict())])
+        stored = await backend.get(job.id)
+        assert stored is not None and stored.state == JobState.CANCELLED
+        assert stored.errors == [fate.error]
     finally:
         await backend.close()
 

@@ -1,6 +1,6 @@
 -- Cancel a job: a waiting one is cancelled now, a running one gets cancel requested (its
 -- worker learns it at its next heartbeat), a finished one is left as it is.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
 -- ARGV[1] -> now
 -- ARGV[2] -> job id
 -- Returns the record afterwards (record() in common.lua).

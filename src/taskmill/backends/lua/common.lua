@@ -1,34 +1,16 @@
 -- Helpers shared by the scripts (run once, as the head of the library the scripts are
 -- functions of: see redis_scripts.py). The per-queue ones (enqueue, claim, finish, ...) take
--- the same KEYS, the keys of one queue, sharing its {q} hash tag (one cluster slot):
---   KEYS[1]  -> taskmill:{q}:job:       prefix of the job hashes (key = prefix .. id)
---   KEYS[2]  -> taskmill:{q}:ready      zset: waiting jobs due now, score = rank(priority, seq)
---   KEYS[3]  -> taskmill:{q}:scheduled  zset: waiting jobs not due yet, score = run_at
---   KEYS[4]  -> taskmill:{q}:leases     zset: running jobs, score = lease_until
---   KEYS[5]  -> taskmill:{q}:expiring   zset: waiting jobs with an expires_at, score = it
---   KEYS[6]  -> taskmill:{q}:done       zset: succeeded/cancelled/expired jobs, score = prune time
---   KEYS[7]  -> taskmill:{q}:dead       zset: dead jobs, score = listing seq
---   KEYS[8]  -> taskmill:{q}:all        zset: every job, score = listing seq (newest last)
---   KEYS[9]  -> taskmill:{q}:stats      hash: job count per state, seq, paused, configured,
---                                       settings (JSON), fin:<second> (jobs that ended
---                                       succeeded or dead in that second; kept 60 s)
---   KEYS[10] -> taskmill:{q}:wake       list: wake-up tokens that idle workers BLPOP
+-- the same KEYS, the keys of one queue, sharing its {q} hash tag (one cluster slot): their
+-- layout is redis_scripts.QueueKeys, which the library's first lines bind to PREFIX, READY,
+-- SCHEDULED, LEASES, EXPIRING, DONE, DEAD, ALL, STATS and WAKE (each function binds the keys
+-- of its call first; Redis runs one call at a time). Those lines also define WAKE_CAP,
+-- PRIORITY_MAX, THROUGHPUT_WINDOW (base.py's) and the job model's defaults, DEFAULT_PRIORITY,
+-- DEFAULT_RETRIES and DEFAULT_TTL (job.py's): enqueue leaves a job's priority, retries, spec
+-- and ttl fields out when they hold these, so a missing field means its default.
 -- Times come from the caller's clock as ARGV strings and are stored as given, or through
 -- num(): Lua prints numbers with 14 digits, which would round them.
--- They are the keys of the call at hand: each function of the library binds them first
--- (see redis_scripts.py); Redis runs one call at a time.
-local PREFIX, READY, SCHEDULED, LEASES, EXPIRING, DONE, DEAD, ALL, STATS, WAKE
-local function bind(keys)
-  PREFIX, READY, SCHEDULED, LEASES, EXPIRING = keys[1], keys[2], keys[3], keys[4], keys[5]
-  DONE, DEAD, ALL, STATS, WAKE = keys[6], keys[7], keys[8], keys[9], keys[10]
-end
--- Keep in step with backends/redis.py.
-local PRIORITY_MAX, SEQ_BITS, WAKE_CAP = 100, 2 ^ 40, 16
--- The job model's defaults (job.py): enqueue leaves a job's priority, retries, spec and ttl
--- fields out when they hold these, so a missing field means its default.
-local DEFAULT_PRIORITY, DEFAULT_RETRIES, DEFAULT_TTL = 1, 3, 86400
--- base.THROUGHPUT_WINDOW: how long the fin:<second> counters are kept and summed.
-local THROUGHPUT_WINDOW = 60
+-- A rank leaves 40 bits to the per-queue seq below each priority.
+local SEQ_BITS = 2 ^ 40
 local WAITING = {pending = true, scheduled = true, retrying = true}
 
 -- A number as a string Redis stores exactly (tostring would keep 14 digits).
@@ -37,8 +19,8 @@ local function num(x)
 end
 
 -- An integer as a command's argument. Lua writes a number out with sprintf, which costs
--- about 2,400 server instructions, more than most commands; the counts, positions and
--- attempts the scripts pass are small, so their strings are made once, as the library loads.
+-- more than most commands; the counts, positions and attempts the scripts pass are small,
+-- so their strings are made once, as the library loads.
 local INTS = {}
 for i = -64, 64 do INTS[i] = '' .. i end
 local function int(n)
@@ -52,12 +34,10 @@ local function rank_of(priority, seq)
   return string.format('%d', (PRIORITY_MAX - tonumber(priority)) * SEQ_BITS + tonumber(seq))
 end
 
--- A job's rank, as enqueue or claim stored it; jobs stored by older versions may have their
--- seq instead, and one with neither goes behind the jobs of its priority.
+-- A job's rank, as enqueue stored it for a job due later, or claim for a job it took (a
+-- job due when stored has its rank only as its score in READY until then).
 local function rank(key)
-  local stored, priority, seq = unpack(redis.call('HMGET', key, 'rank', 'priority', 'seq'))
-  return stored or rank_of(priority or DEFAULT_PRIORITY,
-    seq or redis.call('HINCRBY', STATS, 'seq', '1'))
+  return redis.call('HGET', key, 'rank')
 end
 
 -- A job's record as HGETALL gives it, plus its id, which the hash leaves out (the key has

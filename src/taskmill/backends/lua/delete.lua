@@ -1,9 +1,8 @@
 -- Remove a job that is not running.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
--- ARGV[1] -> now (unused, kept first like in every script)
--- ARGV[2] -> job id
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
+-- ARGV[1] -> job id
 -- Returns 1 if removed, else 0.
-local id = ARGV[2]
+local id = ARGV[1]
 local key = PREFIX .. id
 local state = redis.call('HGET', key, 'state')
 if not state or state == 'running' then

@@ -1,5 +1,5 @@
 -- Store new jobs of one queue; a job whose id exists is left as it is.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua; on a single server also
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys; on a single server also
 --   KEYS[11] -> taskmill:{@}:ids     hash: job id -> queue
 --   KEYS[12] -> taskmill:{@}:queues  set: every queue that was given a job or configured
 --   with them this script records the ids itself (on a cluster, register.lua did).
@@ -24,15 +24,15 @@
 -- belongs to.
 -- Bulk enqueues run this over thousands of jobs: what jobs share is sent and worked out
 -- once per option set, and the loop keeps to locals and counters. Defaults travel as ''
--- packed with their neighbours: every argument costs the server about 1,400 instructions
--- (callgrind), as much as the HSET of a job.
+-- packed with their neighbours: every argument costs the server about as much as the HSET
+-- of a job.
 local call, format, tonumber, match = redis.call, string.format, tonumber, string.match
 local now, queue, created = tonumber(ARGV[1]), ARGV[2], ARGV[1]
 local IDS, QUEUES = KEYS[11], KEYS[12]
 
 -- The common call on one server: one job, due now, every option the default. Stored here
--- with a fifth fewer server instructions than by the general path below, whose tables are
--- for batches; an id already recorded goes on to that path (HSETNX again answers 0).
+-- without the general path's tables, which are for batches; an id already recorded goes on
+-- to that path (HSETNX again answers 0).
 if IDS and #ARGV == 9 and ARGV[5] == '' and ARGV[9] == '' then
   local id = ARGV[6]
   if call('HSETNX', IDS, id, queue) == 1 then
@@ -116,7 +116,7 @@ for i = FIRST, #ARGV, STEP do
     local state = 'pending'
     if run_at ~= '' and tonumber(run_at) > now then state = 'scheduled' end
     -- The job keeps its rank for good (see rank in common.lua): rank_of's, from the base
-    -- worked out once per option set (a call per job costs bulk enqueues 4%).
+    -- worked out once per option set, as a call of rank_of per job slows bulk enqueues.
     local rank = format('%d', base[s] + seq)
     local more = extra[s]
     if run_at ~= '' then  -- a time of its own: a table for this job

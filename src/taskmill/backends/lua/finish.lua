@@ -2,7 +2,7 @@
 -- Then keep the queue's finished history within bounds: past `keep` succeeded, cancelled
 -- and expired jobs, the oldest are pruned (up to twice as many as this call finished, so
 -- the history shrinks back under sustained load), whatever their result_ttl.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua; on a single server also
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys; on a single server also
 --   KEYS[11] -> taskmill:{@}:ids  hash: job id -> queue; pruned ids leave it here (on a
 --               cluster the caller removes them, in their own slot)
 -- ARGV[1]   -> now

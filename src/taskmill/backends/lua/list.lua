@@ -1,13 +1,12 @@
 -- One queue's jobs matching the filters, newest first, below a listing seq.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
--- ARGV[1] -> now (unused, kept first like in every script)
--- ARGV[2] -> listing seq to start below ('+inf' for the newest)
--- ARGV[3] -> most jobs to return
--- ARGV[4] -> state to match ('' for any)
--- ARGV[5] -> task to match ('' for any)
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
+-- ARGV[1] -> listing seq to start below ('+inf' for the newest)
+-- ARGV[2] -> most jobs to return
+-- ARGV[3] -> state to match ('' for any)
+-- ARGV[4] -> task to match ('' for any)
 -- Returns {record (record() in common.lua), listing seq} per job (flat).
-local limit, state, task = tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local out, below = {}, ARGV[2]
+local limit, state, task = tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local out, below = {}, ARGV[1]
 while #out < 2 * limit do
   local page = redis.call('ZREVRANGEBYSCORE', ALL, '(' .. below, '-inf', 'WITHSCORES', 'LIMIT', 0, 500)
   if #page == 0 then break end

@@ -1,11 +1,12 @@
 -- Upkeep of one queue: delete finished jobs past their result_ttl (not dead ones) and
 -- throughput counters older than THROUGHPUT_WINDOW, and list the running jobs whose lease
--- expired, for the caller to rescue with rescue.lua (their retry backoff is computed by the
--- caller's retry policy).
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
+-- expired, with what the caller needs to decide their rescue (base.rescue()), which
+-- rescue.lua then applies.
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
 -- ARGV[1] -> now
 -- ARGV[2] -> most jobs to prune, and to list, per call
--- Returns {ids pruned, {id, token, attempts, spec, worker} per expired lease (flat)}.
+-- Returns {ids pruned, per expired lease 7 values (flat): id, token, attempts, max_retries
+-- ('' for the default), cancel ('1' if requested, else ''), spec, worker}.
 local pruned, expired = {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', DONE, '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])) do
   local key = PREFIX .. id
@@ -13,13 +14,12 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', DONE, '-inf', '(' .. ARGV[1], 'L
   pruned[#pruned + 1] = id
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])) do
-  local token, attempts, spec, worker =
-    unpack(redis.call('HMGET', PREFIX .. id, 'token', 'attempts', 'spec', 'worker'))
-  expired[#expired + 1] = id
-  expired[#expired + 1] = token
-  expired[#expired + 1] = attempts
-  expired[#expired + 1] = spec or '{}'
-  expired[#expired + 1] = worker or ''
+  local token, attempts, retries, cancel, spec, worker = unpack(redis.call('HMGET', PREFIX .. id,
+    'token', 'attempts', 'retries', 'cancel', 'spec', 'worker'))
+  local n = #expired
+  expired[n + 1], expired[n + 2], expired[n + 3] = id, token, attempts
+  expired[n + 4], expired[n + 5] = retries or '', cancel or ''
+  expired[n + 6], expired[n + 7] = spec or '{}', worker or ''
 end
 local stale = {}
 for _, field in ipairs(redis.call('HKEYS', STATS)) do

@@ -1,10 +1,9 @@
 -- Delete finished jobs of one state.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
--- ARGV[1] -> now (unused, kept first like in every script)
--- ARGV[2] -> state: dead, succeeded, cancelled or expired
--- ARGV[3] -> task name to match ('' for any)
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
+-- ARGV[1] -> state: dead, succeeded, cancelled or expired
+-- ARGV[2] -> task name to match ('' for any)
 -- Returns the ids deleted.
-local state, task = ARGV[2], ARGV[3]
+local state, task = ARGV[1], ARGV[2]
 local index = DONE
 if state == 'dead' then index = DEAD end
 local deleted = {}

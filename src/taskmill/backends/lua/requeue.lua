@@ -1,5 +1,5 @@
 -- Move dead jobs back to pending: attempts 0, run_at now, past errors kept.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
 -- ARGV[1]   -> now
 -- ARGV[2]   -> task name to match ('' for any)
 -- ARGV[3..] -> ids to move (none: every dead job of the queue)

@@ -1,6 +1,6 @@
 -- A queue's counts per state, flags and settings, the created_at of its oldest job due now,
 -- its due jobs per priority, and how many jobs ended (succeeded or dead) in the last minute.
--- KEYS: the queue's keys, KEYS[1..10] as listed in common.lua.
+-- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
 -- ARGV[1] -> now
 -- Returns {HGETALL of the stats hash, oldest created_at or '', {priority, count} per
 -- priority with due jobs (flat), jobs ended within THROUGHPUT_WINDOW}.
