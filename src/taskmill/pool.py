@@ -43,8 +43,11 @@ class ThreadPool(Executor):
         )
         self._threads: list[threading.Thread] = []
         self._idle = threading.Semaphore(0)
+        self._shut_down = False
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        if self._shut_down:  # its threads are leaving: the call would never run
+            raise RuntimeError(f"{self._name}: cannot submit after shutdown")
         future: Future[T] = Future()
         self._work.put((future, functools.partial(fn, *args, **kwargs)))
         if not self._idle.acquire(blocking=False) and len(self._threads) < self._size:
@@ -66,9 +69,21 @@ class ThreadPool(Executor):
             self._idle.release()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Idle threads exit; busy ones finish their call first (without blocking us)."""
+        """The threads exit once the calls submitted are done: with cancel_futures, those
+        not started yet are cancelled instead; with wait, this returns after the threads
+        have exited (without it, a call that never returns keeps only its daemon thread)."""
+        self._shut_down = True
+        if cancel_futures:
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    item = self._work.get_nowait()
+                    if item is not None:
+                        item[0].cancel()
         for _ in self._threads:
-            self._work.put(None)
+            self._work.put(None)  # after every call still queued: each thread takes one
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 class ChildError(Exception):
