@@ -1,17 +1,17 @@
 """A lean asyncio client for one Redis server: the single-server half of the Redis backend.
 
-Why not redis-py's: its asyncio client costs about 130 µs of Python per round trip here
-(connection pool checkout, per-argument encoding, a parser in Python around hiredis),
-which is most of the time a job spends in the queue. This one packs commands and parses
-replies with hiredis in C, and every caller of a process shares ONE connection: pipelines
-from concurrent callers are written as they come and answered in order, so a round trip
-costs one write and one read whatever the concurrency. Blocking commands (BLPOP) get
-connections of their own.
+Why not redis-py's: the Python its asyncio client runs per round trip (connection pool
+checkout, per-argument encoding, a parser in Python around hiredis) was most of the time a
+job spent in the queue (docs/performance.md). This one packs commands and parses replies
+with hiredis in C, and every caller of a process shares ONE connection: pipelines from
+concurrent callers are written as they come and answered in order, so a round trip costs
+one write and one read whatever the concurrency. Blocking commands (BLPOP) get connections
+of their own.
 
 BlockingClient offers the same over blocking sockets, one per thread, for the sync API:
-a call from a thread without an event loop then costs no thread switch (a blocking round
-trip takes about 13 µs of CPU here, one through asyncio about 45). It waits for a reply
-spinning a little before it sleeps (see SPIN).
+a call from a thread without an event loop then costs no thread switch, and a blocking
+round trip a fraction of the CPU of one through asyncio. It waits for a reply spinning a
+little before it sleeps (see SPIN).
 
 Faults: a dropped connection fails the calls waiting on it; `execute` reconnects and runs
 the commands again, with backoff, `retries` times, then raises ConnectionError. Commands
@@ -280,12 +280,11 @@ class Client(_Commands):
 
 #: How long a blocking call watches for its reply before it sleeps in recv, when it follows
 #: another call of its thread within RECENT seconds. A thread that sleeps is woken by the
-#: reply, which costs more than the server's whole work: on this project's 2-core VM a PING
-#: round trip takes 57 µs asleep and 22 µs watching, and a one-job enqueue 149 µs against
-#: 94. A thread calling in a row is busy with its calls anyway; one that calls now and then
-#: sleeps, leaving the CPU to whatever the reply wakes (a worker on the same machine starts
-#: the job 0.05 ms sooner). Watching yields the CPU to any thread that wants it, and is off
-#: when the process has one CPU and over TLS (the socket's readiness is not the reply's).
+#: reply, which costs more than the server's whole work (docs/performance.md). A thread
+#: calling in a row is busy with its calls anyway; one that calls now and then sleeps,
+#: leaving the CPU to whatever the reply wakes (a worker on the same machine starts the job
+#: sooner). Watching yields the CPU to any thread that wants it, and is off when the process
+#: has one CPU and over TLS (the socket's readiness is not the reply's).
 SPIN = 200e-6
 RECENT = 1e-3
 
