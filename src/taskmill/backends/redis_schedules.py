@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from taskmill.backends.base import Clock, Lease
+from taskmill.backends.redis_scripts import PREFIX
 from taskmill.schedule import RECENT_JOBS, Schedule
 
-# The prefix of redis.py's keys.
-SCHEDULES = "taskmill:{@}:schedules"
-TICKS = "taskmill:{@}:schedule-ticks"
+SCHEDULES = f"{PREFIX}:{{@}}:schedules"
+TICKS = f"{PREFIX}:{{@}}:schedule-ticks"
 
 
 def _jobs_key(name: str) -> str:
-    return f"taskmill:{{@}}:schedule-jobs:{name}"
+    return f"{PREFIX}:{{@}}:schedule-jobs:{name}"
 
 
 def _lease_key(name: str) -> str:
-    return f"taskmill:{{@}}:lease:{name}"
+    return f"{PREFIX}:{{@}}:lease:{name}"
 
 
 def _schedule(definition: bytes, tick: bytes | None, jobs: list[bytes]) -> Schedule:
