@@ -25,7 +25,10 @@ LAYERS = [
         "storage: each backend keeps the models, knowing nothing of its callers",
         "backends backends.*",
     ),
-    ("the app: tasks, producing and reading jobs, over one backend", "app"),
+    (
+        "the app over one backend: its tasks, producing and reading jobs, the sync API",
+        "app task sync",
+    ),
     (
         "what runs an app: the worker's and the scheduler's loops, their metrics",
         "worker scheduler metrics",
