@@ -495,6 +495,8 @@ async def test_process_executor_kills_on_timeout(app: App) -> None:
 
 
 async def test_prefetched_jobs_are_cancellable_and_handed_back(app: App) -> None:
+    # The running job outlasts any grace: a short one hands it back without waiting 2 s.
+    app.settings = dataclasses.replace(app.settings, grace=0.3)
     started = asyncio.Event()
 
     @app.task
