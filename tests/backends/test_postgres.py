@@ -11,6 +11,9 @@ import re
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
 
 import psycopg
@@ -20,24 +23,27 @@ from sqlalchemy.orm import Session
 
 from taskmill import App, JobState, Worker
 from taskmill.backends import connect
+from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres import PostgresBackend
-from taskmill.backends.postgres_sql import QUERIES, migrate, migrations
+from taskmill.backends.postgres_sql import QUERIES, migrate
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import Job
 from tests import sample_tasks
+from tests.conftest import in_schema
 
 ROOT = Path(__file__).parent.parent.parent
-#: The schema that the migrations, applied in order, must produce (see catalog()).
-DECLARED = Path(__file__).parent / "postgres_schema.txt"
+#: The schema written out for readers, which the migrations, applied in order, must make.
+SCHEMA = files("taskmill.backends").joinpath("sql", "postgres", "schema.sql")
 
 # Every table, column, constraint, index, function and trigger of the current schema.
 CATALOG = """
-SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type
-    || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
+SELECT 'column ' || table_name || '.' || column_name || ' #' || ordinal_position || ' '
+    || data_type || CASE WHEN is_nullable = 'NO' THEN ' not null' ELSE '' END
     || coalesce(' default ' || column_default, '')
+    || coalesce(' identity ' || identity_generation, '')
 FROM information_schema.columns WHERE table_schema = current_schema()
 UNION ALL
-SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
 FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
 UNION ALL
 SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = current_schema()
@@ -60,19 +66,31 @@ async def catalog(url: str) -> str:
     return text.replace(f"{schema}.", "")  # the test's own schema name
 
 
-async def test_migrations_in_order_produce_the_declared_schema(postgres_url: str) -> None:
+@pytest.fixture
+def other_postgres_url(postgres_server: str) -> Iterator[str]:
+    """A second fresh schema, beside postgres_url's."""
+    schema = f"taskmill_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    yield in_schema(postgres_server, schema)
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
+async def test_migrations_in_order_make_the_schema_written_out(
+    postgres_url: str, other_postgres_url: str
+) -> None:
     async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
         applied = await migrate(conn)
         assert await migrate(conn) == []  # applied once
         cursor = await conn.execute("SELECT version, name FROM taskmill_migrations ORDER BY 1")
         recorded = await cursor.fetchall()
-    assert applied == [name for _, name, _ in migrations()]
-    assert recorded == [(version, name) for version, name, _ in migrations()]
-    if os.environ.get("TASKMILL_WRITE_SCHEMA") == "1":
-        DECLARED.write_text(await catalog(postgres_url))
-    assert await catalog(postgres_url) == DECLARED.read_text(), (
-        "the migrations no longer produce tests/backends/postgres_schema.txt: if the change "
-        "is meant, run this test with TASKMILL_WRITE_SCHEMA=1 and review the diff"
+    assert applied == [m.name for m in migrations("postgres")]
+    assert recorded == [(m.version, m.name) for m in migrations("postgres")]
+    async with await psycopg.AsyncConnection.connect(other_postgres_url, autocommit=True) as conn:
+        await conn.execute(SCHEMA.read_text("utf-8").encode())
+    assert await catalog(other_postgres_url) == await catalog(postgres_url), (
+        "sql/postgres/schema.sql no longer shows what the migrations make: bring it up to date"
     )
 
 
@@ -84,7 +102,7 @@ async def test_concurrent_migrations_apply_once_and_newer_schemas_are_refused(
     ]
     try:
         results = await asyncio.gather(*(migrate(conn) for conn in connections))
-        assert sorted(map(len, results)) == [0, 0, 0, len(migrations())]
+        assert sorted(map(len, results)) == [0, 0, 0, len(migrations("postgres"))]
         await connections[0].execute("INSERT INTO taskmill_migrations VALUES (999, 'future')")
     finally:
         for conn in connections:
@@ -97,8 +115,8 @@ def test_migrate_command_applies_and_reports(postgres_url: str) -> None:
     taskmill = str(Path(sys.executable).parent / "taskmill")
     first = subprocess.run([taskmill, "--url", postgres_url, "migrate"], capture_output=True)
     again = subprocess.run([taskmill, "--url", postgres_url, "migrate"], capture_output=True)
-    applied = [f"applied {name}" for _, name, _ in migrations()]
-    latest = migrations()[-1][0]
+    applied = [f"applied {m.name}" for m in migrations("postgres")]
+    latest = migrations("postgres")[-1].version
     assert first.stdout.decode().splitlines() == [*applied, f"schema version {latest}"]
     assert again.stdout.decode() == f"schema version {latest} (up to date)\n"
     other = subprocess.run([taskmill, "--url", "memory://x", "migrate"], capture_output=True)
