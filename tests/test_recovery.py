@@ -54,6 +54,7 @@ async def wait_for_states(app: App, ids: list[str], state: JobState, timeout: fl
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_sigkilled_worker_jobs_run_again_elsewhere(
     env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -85,6 +86,7 @@ async def test_sigkilled_worker_jobs_run_again_elsewhere(
     await app.aclose()
 
 
+@pytest.mark.slow
 async def test_a_job_that_keeps_killing_its_worker_ends_in_the_dead_letter_queue(
     env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:

@@ -248,6 +248,7 @@ def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env, cwd=ROOT)
 
 
+@pytest.mark.slow  # watches an idle worker's CPU for 5 s
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_an_idle_worker_blocks_on_the_server(redis_server: str, tmp_path: Path) -> None:
     env = {**os.environ, "TASKMILL_URL": fresh_redis(redis_server)}
