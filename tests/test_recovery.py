@@ -22,6 +22,9 @@ from taskmill.backends.base import LEASE_EXPIRED
 from tests import sample_tasks
 from tests.conftest import effects, start_taskmill
 
+# Worker processes, most of them waiting out a lease or a grace period: seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def env(shared_url: str, tmp_path: Path) -> dict[str, str]:
@@ -54,7 +57,6 @@ async def wait_for_states(app: App, ids: list[str], state: JobState, timeout: fl
         await asyncio.sleep(0.1)
 
 
-@pytest.mark.slow
 async def test_sigkilled_worker_jobs_run_again_elsewhere(
     env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -86,7 +88,6 @@ async def test_sigkilled_worker_jobs_run_again_elsewhere(
     await app.aclose()
 
 
-@pytest.mark.slow
 async def test_a_job_that_keeps_killing_its_worker_ends_in_the_dead_letter_queue(
     env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -132,7 +133,6 @@ async def test_sigterm_finishes_or_hands_back_running_jobs(
     await app.aclose()
 
 
-@pytest.mark.slow
 async def test_four_worker_processes_drain_10000_jobs_once_each(
     env: dict[str, str], workers: list[subprocess.Popen[bytes]]
 ) -> None:

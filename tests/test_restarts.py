@@ -31,6 +31,9 @@ from tests.conftest import (
     wait_until,
 )
 
+#: Each test starts a server of its own (initdb for PostgreSQL) and restarts it.
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Private:
@@ -98,7 +101,6 @@ async def test_errors_are_backend_errors_and_the_backend_reconnects(private: Pri
         await backend.close()
 
 
-@pytest.mark.slow
 async def test_workers_ride_out_a_restart_of_the_server(
     private: Private, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:

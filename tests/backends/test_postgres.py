@@ -111,6 +111,7 @@ async def test_concurrent_migrations_apply_once_and_newer_schemas_are_refused(
         await connect(postgres_url).open()
 
 
+@pytest.mark.slow  # three `taskmill migrate` processes
 def test_migrate_command_applies_and_reports(postgres_url: str) -> None:
     taskmill = str(Path(sys.executable).parent / "taskmill")
     first = subprocess.run([taskmill, "--url", postgres_url, "migrate"], capture_output=True)
@@ -358,6 +359,7 @@ def listeners(url: str) -> int:
     return 0 if row is None else int(row[0])
 
 
+@pytest.mark.slow  # a worker process, idle past a poll
 def test_an_idle_worker_listens_on_one_connection_and_wakes_at_once(
     postgres_url: str, tmp_path: Path
 ) -> None:
