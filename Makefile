@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Installing again only when pyproject.toml changed keeps every target fast.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run demo test lint bench bench-redis bench-redis-memory bench-postgres clean
+.PHONY: install run demo test test-fast lint bench bench-redis bench-redis-memory bench-postgres clean
 
 install: $(INSTALLED)
 
@@ -43,6 +43,11 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# The same without the tests marked slow (processes that wait out leases, ticks or restarts):
+# for the edit-and-test loop; `make test` before a push.
+test-fast: lint
+	$(BIN)/pytest -m "not slow"
 
 bench: install
 	$(BIN)/python bench/sqlite_bench.py
