@@ -6,11 +6,11 @@ nodes given being where discovery starts (redis_cluster.py).
 
 Keys. A queue's keys all carry its name as hash tag, `taskmill:{queue}:...` (their layout
 is redis_scripts.QueueKeys, which the scripts share), so each per-queue script touches one
-cluster slot, and every key it touches is in its KEYS (job hashes as the `prefix` key ..
-id, a prefix in that slot). Jobs wait in a `ready` zset scored by priority then a
-per-queue sequence, or in `scheduled` by run_at (claim promotes them); running ones hold a
-lease in `leases` by lease_until, with a token made fresh by each claim. How a job's hash
-reads back as a Job is in redis_records.py.
+cluster slot, and every key it touches is in its KEYS (a job's hash is the `job` key
+followed by the job's id: in that slot too). Jobs wait in a `ready` zset scored by
+priority then a per-queue sequence, or in `scheduled` by run_at (claim promotes them);
+running ones hold a lease in `leases` by lease_until, with a token made fresh by each
+claim. How a job's hash reads back as a Job is in redis_records.py.
 
 Ids. get, cancel and delete take an id alone, so the queue of each id is kept in one hash,
 `taskmill:{@}:ids` (`@` is no queue name's tag), beside the set of queue names. Enqueue
@@ -244,7 +244,7 @@ class RedisBackend(RedisSchedules, RedisClaims):
         # Ids that belong to another queue: that queue's job is the answer.
         theirs = [(i, owner) for i, owner in enumerate(out) if isinstance(owner, str)]
         if theirs:
-            ops = [("HGETALL", queue_keys(q).prefix + jobs[i].id) for i, q in theirs]
+            ops = [("HGETALL", queue_keys(q).job + jobs[i].id) for i, q in theirs]
             stale = []
             for (i, owner), fields in zip(theirs, await self._exec(ops), strict=True):
                 if fields:
@@ -305,7 +305,7 @@ class RedisBackend(RedisSchedules, RedisClaims):
         queue = await self._owner(job_id)
         if queue is None:
             return None
-        (fields,) = await self._exec([("HGETALL", queue_keys(queue).prefix + job_id)])
+        (fields,) = await self._exec([("HGETALL", queue_keys(queue).job + job_id)])
         return job_of(queue, {**pairs(fields), b"id": job_id.encode()}) if fields else None
 
     async def _list_jobs(

@@ -44,12 +44,12 @@ WAKE_CAP = 16
 
 class QueueKeys(NamedTuple):
     """One queue's keys, in the order of every per-queue script's KEYS, where the scripts
-    know each by its field name in capitals (PREFIX, READY, ...). Each is
+    know each by its field name in capitals (JOB, READY, ...). Each is
     `taskmill:{q}:<suffix>` (LAYOUT holds the suffixes): the {q} hash tag puts a queue's
     keys in one cluster slot."""
 
-    #: the prefix of the job hashes (a job's key is the prefix and its id)
-    prefix: str
+    #: the prefix of the job hashes: a job's hash is this key followed by the job's id
+    job: str
     #: zset: waiting jobs due now, score = rank (priority, then enqueue order)
     ready: str
     #: zset: waiting jobs not due yet, score = run_at
@@ -65,7 +65,8 @@ class QueueKeys(NamedTuple):
     #: zset: every job, score = listing seq (newest last)
     all: str
     #: hash: job count per state, seq, paused, configured, settings (JSON), concurrency,
-    #: fin:<second> (jobs that ended succeeded or dead in that second; kept 60 s)
+    #: fin:<second> (jobs that ended succeeded or dead in that second; kept
+    #: THROUGHPUT_WINDOW seconds)
     stats: str
     #: list: wake-up tokens that idle workers BLPOP (at most WAKE_CAP)
     wake: str

@@ -5,7 +5,7 @@
 -- ARGV[2] -> job id
 -- Returns the record afterwards (record() in common.lua).
 local now, id = tonumber(ARGV[1]), ARGV[2]
-local key = PREFIX .. id
+local key = JOB .. id
 local state = redis.call('HGET', key, 'state')
 if WAITING[state] then
   unplace(id)

@@ -33,7 +33,7 @@ local last = redis.call('GET', TAKEN)
 if last and string.find(last, ARGV[5], 1, true) == 1 then
   local out = {}
   for i, id in ipairs(cjson.decode(string.sub(last, #ARGV[5] + 1))) do
-    local key = PREFIX .. id
+    local key = JOB .. id
     if redis.call('HGET', key, 'token') == ARGV[5] .. ':' .. i then
       out[#out + 1] = record(key, id)
     end
@@ -48,7 +48,7 @@ local BATCH = 1000
 if redis.call('EXISTS', EXPIRING, SCHEDULED) > 0 then
   local BATCH_ARGS = {'-inf', stamp, 'LIMIT', '0', int(BATCH)}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', EXPIRING, unpack(BATCH_ARGS))) do
-    local key = PREFIX .. id
+    local key = JOB .. id
     local state = redis.call('HGET', key, 'state')
     redis.call('ZREM', EXPIRING, id)
     if WAITING[state] then
@@ -59,7 +59,7 @@ if redis.call('EXISTS', EXPIRING, SCHEDULED) > 0 then
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, unpack(BATCH_ARGS))) do
     redis.call('ZREM', SCHEDULED, id)
-    redis.call('ZADD', READY, rank(PREFIX .. id), id)
+    redis.call('ZADD', READY, rank(JOB .. id), id)
   end
 end
 
@@ -77,7 +77,7 @@ local out, ids, leases, expiring, from = {}, {}, {}, {}, {}
 local popped = redis.call('ZPOPMIN', READY, int(math.min(limit, BATCH)))
 for i = 1, #popped, 2 do
   local id = popped[i]
-  local key = PREFIX .. id
+  local key = JOB .. id
   local fields = record(key, id)
   local state, attempts, expires, cancel
   for f = 1, #fields, 2 do

@@ -1,7 +1,7 @@
 -- Helpers shared by the scripts (run once, as the head of the library the scripts are
 -- functions of: see redis_scripts.py). The per-queue ones (enqueue, claim, finish, ...) take
 -- the same KEYS, the keys of one queue, sharing its {q} hash tag (one cluster slot): their
--- layout is redis_scripts.QueueKeys, which the library's first lines bind to PREFIX, READY,
+-- layout is redis_scripts.QueueKeys, which the library's first lines bind to JOB, READY,
 -- SCHEDULED, LEASES, EXPIRING, DONE, DEAD, ALL, STATS and WAKE (each function binds the keys
 -- of its call first; Redis runs one call at a time). Those lines also define WAKE_CAP,
 -- PRIORITY_MAX, THROUGHPUT_WINDOW (base.py's) and the job model's defaults, DEFAULT_PRIORITY,

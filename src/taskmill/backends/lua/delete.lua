@@ -3,7 +3,7 @@
 -- ARGV[1] -> job id
 -- Returns 1 if removed, else 0.
 local id = ARGV[1]
-local key = PREFIX .. id
+local key = JOB .. id
 local state = redis.call('HGET', key, 'state')
 if not state or state == 'running' then
   return 0

@@ -38,7 +38,7 @@ if IDS and #ARGV == 9 and ARGV[5] == '' and ARGV[9] == '' then
   if call('HSETNX', IDS, id, queue) == 1 then
     local seq = call('HINCRBY', STATS, 'seq', '1')
     if seq == 1 then call('SADD', QUEUES, queue) end
-    call('HSET', PREFIX .. id, 'task', ARGV[4], 'payload', ARGV[7], 'created', created,
+    call('HSET', JOB .. id, 'task', ARGV[4], 'payload', ARGV[7], 'created', created,
       'state', 'pending')
     call('ZADD', READY, rank_of(DEFAULT_PRIORITY, seq), id)
     call('ZADD', ALL, ARGV[8], id)
@@ -99,7 +99,7 @@ local j = 0
 for i = FIRST, #ARGV, STEP do
   j = j + 1
   local id = ARGV[i]
-  local key = PREFIX .. id
+  local key = JOB .. id
   local owner = owners[j]
   if owner and owner ~= queue then
     out[nout + 1], out[nout + 2], nout = j, owner, nout + 2

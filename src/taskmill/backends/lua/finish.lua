@@ -17,7 +17,7 @@ local out, placed, released, done, arrived = {}, 0, {}, {}, {}
 for i = 3, #ARGV, 7 do
   local id, state, result, err, run_at, progress =
     ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
-  local key = PREFIX .. id
+  local key = JOB .. id
   local current, token, ttl = unpack(redis.call('HMGET', key, 'state', 'token', 'ttl'))
   if current ~= 'running' or token ~= ARGV[i + 1] then
     out[#out + 1] = 0
@@ -79,7 +79,7 @@ if over > 0 then
   pruned = redis.call('ZRANGE', DONE, 0, over - 1)
   local keys = {}
   for k, id in ipairs(pruned) do
-    keys[k] = PREFIX .. id
+    keys[k] = JOB .. id
     local state = redis.call('HGET', keys[k], 'state')
     left[state] = (left[state] or 0) + 1
   end

@@ -6,7 +6,7 @@
 local stop = {}
 for i = 2, #ARGV, 3 do
   local id = ARGV[i]
-  local key = PREFIX .. id
+  local key = JOB .. id
   local state, token, cancel = unpack(redis.call('HMGET', key, 'state', 'token', 'cancel'))
   if state ~= 'running' or token ~= ARGV[i + 1] then
     stop[#stop + 1] = id

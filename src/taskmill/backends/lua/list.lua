@@ -11,7 +11,7 @@ while #out < 2 * limit do
   local page = redis.call('ZREVRANGEBYSCORE', ALL, '(' .. below, '-inf', 'WITHSCORES', 'LIMIT', 0, 500)
   if #page == 0 then break end
   for i = 1, #page, 2 do
-    local key = PREFIX .. page[i]
+    local key = JOB .. page[i]
     local current, name = unpack(redis.call('HMGET', key, 'state', 'task'))
     if (state == '' or current == state) and (task == '' or name == task) then
       out[#out + 1] = record(key, page[i])

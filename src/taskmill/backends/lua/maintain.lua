@@ -9,12 +9,12 @@
 -- ('' for the default), cancel ('1' if requested, else ''), spec, worker}.
 local pruned, expired = {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', DONE, '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])) do
-  local key = PREFIX .. id
+  local key = JOB .. id
   remove(id, key, redis.call('HGET', key, 'state'))
   pruned[#pruned + 1] = id
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])) do
-  local token, attempts, retries, cancel, spec, worker = unpack(redis.call('HMGET', PREFIX .. id,
+  local token, attempts, retries, cancel, spec, worker = unpack(redis.call('HMGET', JOB .. id,
     'token', 'attempts', 'retries', 'cancel', 'spec', 'worker'))
   local n = #expired
   expired[n + 1], expired[n + 2], expired[n + 3] = id, token, attempts

@@ -8,7 +8,7 @@ local index = DONE
 if state == 'dead' then index = DEAD end
 local deleted = {}
 for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  local key = PREFIX .. id
+  local key = JOB .. id
   local current, name = unpack(redis.call('HMGET', key, 'state', 'task'))
   if current == state and (task == '' or name == task) then
     remove(id, key, state)

@@ -10,7 +10,7 @@ for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then ids = redis.call('ZRANGE', DEAD, 0, -1) end
 local moved = 0
 for _, id in ipairs(ids) do
-  local key = PREFIX .. id
+  local key = JOB .. id
   local state, name = unpack(redis.call('HMGET', key, 'state', 'task'))
   if state == 'dead' and (task == '' or name == task) then
     moved = moved + 1

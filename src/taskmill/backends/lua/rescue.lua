@@ -11,7 +11,7 @@ local now = tonumber(ARGV[1])
 local rescued, placed = 0, 0
 for i = 2, #ARGV, 5 do
   local id, state, run_at = ARGV[i], ARGV[i + 2], ARGV[i + 3]
-  local key = PREFIX .. id
+  local key = JOB .. id
   local current, token, lease, cancel =
     unpack(redis.call('HMGET', key, 'state', 'token', 'lease', 'cancel'))
   if current == 'running' and token == ARGV[i + 1] and tonumber(lease) < now then

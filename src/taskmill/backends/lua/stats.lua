@@ -8,7 +8,7 @@ local now = tonumber(ARGV[1])
 local oldest
 local due = {}
 local function consider(id)
-  local created = tonumber(redis.call('HGET', PREFIX .. id, 'created'))
+  local created = tonumber(redis.call('HGET', JOB .. id, 'created'))
   if created and (not oldest or created < oldest) then oldest = created end
 end
 -- Within a priority, the first in seq order is the oldest: look at each priority's first.
@@ -26,7 +26,7 @@ end
 -- Scheduled jobs whose time has come wait in SCHEDULED until a claim moves them.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
   consider(id)
-  local exists, priority = unpack(redis.call('HMGET', PREFIX .. id, 'state', 'priority'))
+  local exists, priority = unpack(redis.call('HMGET', JOB .. id, 'state', 'priority'))
   if exists then
     priority = tonumber(priority) or DEFAULT_PRIORITY
     due[priority] = (due[priority] or 0) + 1
