@@ -34,7 +34,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from taskmill.backends import postgres_listen
 from taskmill.backends.base import (
-    LEASE_EXPIRED,
+    CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
     Backend,
@@ -43,32 +43,30 @@ from taskmill.backends.base import (
     QueueInfo,
     WorkerInfo,
     cancellable,
+    fold_counts,
+    in_claim_order,
+    rescue,
 )
+from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
     QUERIES,
-    enqueue_on,
     enqueue_on_sync,
+    insert,
     job,
     migrate,
-    migrations,
     schema_version,
 )
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, decode_spec
+from taskmill.job import Job, JobState, decode, decode_spec
 
 #: Connections per backend instance at most: a worker uses one for claims, one for
 #: outcomes, one for heartbeats, one for upkeep, and one per waiting probe at a time.
 POOL_SIZE = 8
 #: How long a call waits for a pooled connection (all busy, or the server is down).
 POOL_TIMEOUT = 10.0
-#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
-CLOCK_CHECK = 0.25
 #: Expired leases rescued, and finished jobs pruned, per `maintain` at most.
 MAINTAIN_BATCH = 5_000
-_OUTCOMES = frozenset(
-    {JobState.SUCCEEDED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED, JobState.PENDING}
-)
 
 
 def _where(url: str) -> str:
@@ -79,12 +77,20 @@ def _where(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
 
 
-def _claimed(order: list[str], rows: list[tuple[Any, ...]]) -> list[Job]:
-    """The jobs of a claim's rows, in claim order: the function returns them in none
-    (row[2] is the queue, row[3] the priority, row[-1] seq)."""
-    rank = {queue: i for i, queue in enumerate(order)}
-    rows.sort(key=lambda row: (rank[row[2]], -row[3], row[-1]))
-    return [job(row) for row in rows]
+async def _claim_on(
+    conn: AsyncConnection[Any],
+    queues: list[str],
+    worker_id: str,
+    limit: int,
+    lease: float,
+    now: float,
+) -> list[Job]:
+    """Backend._claim on `conn`. The function returns its rows in no order (a row's last
+    column is its enqueue sequence)."""
+    params = {"queues": queues, "worker": worker_id, "limit": limit, "now": now,
+              "lease_until": now + lease}  # fmt: skip
+    rows = await (await conn.execute(QUERIES["claim"], params)).fetchall()
+    return in_claim_order(queues, [(job(row), row[-1]) for row in rows])
 
 
 class ThreadEnqueuer:
@@ -192,7 +198,7 @@ class PostgresBackend(PostgresSchedules, Backend):
         self._closer = asyncio.create_task(self._close_when_cancelled())
         try:
             async with self._connection() as conn:
-                if await schema_version(conn) != len(migrations()):
+                if await schema_version(conn) != len(migrations("postgres")):
                     await migrate(conn)
         except BaseException:
             await self.close()
@@ -226,44 +232,32 @@ class PostgresBackend(PostgresSchedules, Backend):
 
     # -- producers ------------------------------------------------------------------------
 
-    async def enqueue(
-        self, jobs: Sequence[Job], *, connection: AsyncConnection[Any] | None = None
-    ) -> list[Job]:
-        """Store jobs; with `connection`, on that connection in its current transaction:
-        they exist if and only if it commits (and only then wake the workers)."""
-        if connection is not None:
-            with self._errors():
-                return await enqueue_on(connection, jobs, self.clock())
+    async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         async with self._connection() as conn:
-            return await enqueue_on(conn, jobs, self.clock())
+            return await insert(conn, jobs)
 
     async def get(self, job_id: str) -> Job | None:
         rows = await self._rows("get", {"id": job_id})
         return job(rows[0]) if rows else None
 
-    async def list_jobs(
+    async def _list_jobs(
         self,
-        *,
-        state: JobState | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-    ) -> tuple[list[Job], str | None]:
-        if limit <= 0:
-            return [], None
-        if cursor is not None and not cursor.isdigit():
-            raise ConfigError(f"invalid cursor {cursor!r}")
+        state: JobState | None,
+        queue: str | None,
+        task: str | None,
+        limit: int,
+        before: int | None,
+    ) -> tuple[list[Job], int | None]:
         params = {
             "state": None if state is None else state.value,
             "queue": queue,
             "task": task,
-            "before": None if cursor is None else int(cursor),
+            "before": before,
             "limit": limit + 1,
         }
         rows = await self._rows("list_jobs", params)
         more = len(rows) > limit
-        return [job(row) for row in rows[:limit]], str(rows[limit - 1][-1]) if more else None
+        return [job(row) for row in rows[:limit]], rows[limit - 1][-1] if more else None
 
     async def cancel(self, job_id: str) -> Job | None:
         rows = await self._rows("cancel", {"id": job_id, "now": self.clock()})
@@ -274,29 +268,14 @@ class PostgresBackend(PostgresSchedules, Backend):
 
     # -- workers --------------------------------------------------------------------------
 
-    async def claim(
-        self, queues: Sequence[str], worker_id: str, limit: int, lease: float
+    async def _claim(
+        self, queues: list[str], worker_id: str, limit: int, lease: float, now: float
     ) -> list[Job]:
-        order = list(dict.fromkeys(queues))
-        if limit <= 0 or not order:
-            return []
-        rows = await self._rows("claim", self._claim_params(order, worker_id, limit, lease))
-        return _claimed(order, rows)
+        async with self._connection() as conn:
+            return await _claim_on(conn, queues, worker_id, limit, lease, now)
 
-    def _claim_params(
-        self, order: list[str], worker_id: str, limit: int, lease: float
-    ) -> dict[str, Any]:
-        now = self.clock()
-        return {
-            "queues": order,
-            "worker": worker_id,
-            "limit": limit,
-            "now": now,
-            "lease_until": now + lease,
-        }
-
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        await self._wait(list(dict.fromkeys(queues)), timeout, None)
+    async def _wait(self, queues: list[str], timeout: float) -> None:
+        await self._listen(queues, timeout, None)
 
     async def wait_and_claim(
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
@@ -312,9 +291,7 @@ class PostgresBackend(PostgresSchedules, Backend):
                 return
             running = asyncio.get_running_loop().create_future()
             try:
-                params = self._claim_params(order, worker_id, limit, lease)
-                rows = await (await conn.execute(QUERIES["claim"], params)).fetchall()
-                taken.extend(_claimed(order, rows))
+                taken.extend(await _claim_on(conn, order, worker_id, limit, lease, self.clock()))
             except psycopg.Error:
                 pass  # the waiter, woken, claims on a connection of the pool instead
             finally:
@@ -328,7 +305,7 @@ class PostgresBackend(PostgresSchedules, Backend):
             return taken
 
         try:
-            await self._wait(order, timeout, on_the_listener)
+            await self._listen(order, timeout, on_the_listener)
         except asyncio.CancelledError:
             with contextlib.suppress(BackendError):
                 await self.hand_back(await settled())
@@ -337,7 +314,7 @@ class PostgresBackend(PostgresSchedules, Backend):
             self.claim(order, worker_id, limit, lease)
         )
 
-    async def _wait(
+    async def _listen(
         self, names: list[str], timeout: float, claim: postgres_listen.Claim | None
     ) -> None:
         """wait(); `claim` runs on the listener's connection when a queue is notified."""
@@ -400,29 +377,25 @@ class PostgresBackend(PostgresSchedules, Backend):
         keep = {row[0] for row in await self._rows("heartbeat", params)}
         return set(held) - keep
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        if not outcomes:
-            return []
-        rows = []
-        for n, o in enumerate(outcomes):
-            if o.state not in _OUTCOMES:
-                raise BackendError(f"an attempt cannot end as {o.state.value}")
-            rows.append({
+    async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        rows = [
+            {
                 "n": n,
                 "id": o.job_id,
                 "token": o.token,
                 "state": o.state.value,
                 "result": None if o.result is None else orjson.Fragment(o.result),
                 "error": None if o.error is None else o.error.to_dict(),
-                "run_at": self.clock() if o.run_at is None else o.run_at,
+                "run_at": now if o.run_at is None else o.run_at,
                 "progress": o.progress,
-            })  # fmt: skip
-        params = {"now": self.clock(), "outcomes": orjson.dumps(rows).decode()}
+            }
+            for n, o in enumerate(outcomes)
+        ]
+        params = {"now": now, "outcomes": orjson.dumps(rows).decode()}
         applied = {row[0] for row in await self._rows("finish", params)}
         return [n in applied for n in range(len(outcomes))]
 
-    async def maintain(self) -> int:
-        now = self.clock()
+    async def _maintain(self, now: float) -> int:
         async with self._connection() as conn, conn.transaction():
             cursor = await conn.execute(
                 QUERIES["expired_leases"], {"now": now, "limit": MAINTAIN_BATCH}
@@ -430,14 +403,22 @@ class PostgresBackend(PostgresSchedules, Backend):
             rescues = []
             expired = await cursor.fetchall()
             for job_id, token, attempts, max_retries, spec, worker, cancel in expired:
-                error = AttemptError(attempts, LEASE_EXPIRED, worker=worker, at=now)
-                rescue: dict[str, Any] = {"id": job_id, "token": token, "error": error.to_dict()}
-                if cancel or attempts > max_retries:
-                    rescue |= {"state": "cancelled" if cancel else "dead", "finished_at": now}
-                else:
-                    run_at = now + decode_spec(spec)[0].backoff(attempts)
-                    rescue |= {"state": "retrying", "run_at": run_at}
-                rescues.append(rescue)
+                fate = rescue(
+                    attempts=attempts,
+                    max_retries=max_retries,
+                    cancel_requested=cancel,
+                    retry=decode_spec(spec)[0],
+                    worker=worker,
+                    now=now,
+                )
+                rescues.append({
+                    "id": job_id,
+                    "token": token,
+                    "state": fate.state.value,
+                    "error": fate.error.to_dict(),
+                    "run_at": fate.run_at,
+                    "finished_at": fate.finished_at,
+                })  # fmt: skip
             rescued = 0
             if rescues:
                 params = {"now": now, "rescues": orjson.dumps(rescues).decode()}
@@ -467,21 +448,12 @@ class PostgresBackend(PostgresSchedules, Backend):
         now = self.clock()
         params = {"now": now, "since": now - THROUGHPUT_WINDOW}
         infos: dict[str, QueueInfo] = {}
-        for name, paused, settings, state, priority, count, oldest, due, recent in await self._rows(
-            "list_queues", params
-        ):
-            info = infos.setdefault(name, QueueInfo(name))
-            if state is None:
+        for name, paused, settings, *group in await self._rows("list_queues", params):
+            if group[0] is None:  # the queue's own row, not a group of its jobs
+                info = infos.setdefault(name, QueueInfo(name))
                 info.paused, info.settings = paused, decode(settings)
-                continue
-            info.counts[state] += count
-            if JobState(state) in WAITING_STATES:
-                if oldest is not None:
-                    info.oldest_pending = min(info.oldest_pending or oldest, oldest)
-                if due:
-                    info.ready_by_priority[priority] = info.ready_by_priority.get(priority, 0) + due
-            elif state in ("succeeded", "dead"):
-                info.finished_recently += recent
+            else:
+                fold_counts(infos, name, *group)
         return [infos[name] for name in sorted(infos)]
 
     async def configure_queue(self, queue: str, settings: Mapping[str, Any]) -> None:
@@ -494,24 +466,11 @@ class PostgresBackend(PostgresSchedules, Backend):
     async def delete_queue(self, queue: str) -> bool:
         return await self._count("delete_queue", {"queue": queue}) == 1
 
-    async def requeue(
-        self, *, ids: Sequence[str] | None = None, queue: str | None = None, task: str | None = None
+    async def _requeue(
+        self, ids: list[str] | None, queue: str | None, task: str | None, now: float
     ) -> int:
-        params = {
-            "now": self.clock(),
-            "ids": None if ids is None else list(ids),
-            "queue": queue,
-            "task": task,
-        }
+        params = {"now": now, "ids": ids, "queue": queue, "task": task}
         return await self._count("requeue", params)
 
-    async def purge(
-        self,
-        *,
-        state: JobState = JobState.DEAD,
-        queue: str | None = None,
-        task: str | None = None,
-    ) -> int:
-        if not state.finished:
-            return 0
+    async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:
         return await self._count("purge", {"state": state.value, "queue": queue, "task": task})

@@ -15,7 +15,8 @@ import orjson
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
 
-from taskmill.errors import BackendError
+from taskmill.backends.base import PRUNABLE_STATES, prepare
+from taskmill.backends.migrations import pending
 from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
 
 SQL = files("taskmill.backends").joinpath("sql", "postgres")
@@ -32,6 +33,9 @@ _PLAIN = (
 COLUMNS = ", ".join(
     (*_PLAIN, "state", "payload", "errors::text", "result::text", "spec::text", "seq")
 )
+#: The states maintain() prunes, as an SQL list: literal, so that the planner can match
+#: the partial index on them.
+PRUNABLE = ", ".join(f"'{state.value}'" for state in sorted(PRUNABLE_STATES))
 
 
 def _queries() -> dict[str, bytes]:
@@ -39,7 +43,7 @@ def _queries() -> dict[str, bytes]:
     text = SQL.joinpath("queries.sql").read_text("utf-8")
     _, *parts = re.split(r"^-- name: (\w+)\n", text, flags=re.MULTILINE)
     return {
-        name: body.strip().format(columns=COLUMNS).encode()
+        name: body.strip().format(columns=COLUMNS, prunable=PRUNABLE).encode()
         for name, body in zip(parts[::2], parts[1::2], strict=True)
     }
 
@@ -63,25 +67,24 @@ def job(row: Sequence[Any]) -> Job:
     return record
 
 
-_inserted = operator.attrgetter(
-    "id", "task", "queue", "priority", "max_retries", "result_ttl", "expires_at", "run_at"
-)
-_INSERTED = ("id", "task", "queue", "priority", "max_retries", "result_ttl", "expires_at")
+_INSERTED = (
+    "id", "task", "queue", "priority", "max_retries", "result_ttl", "expires_at",
+    "created_at", "run_at",
+)  # fmt: skip
+_inserted = operator.attrgetter(*_INSERTED)
 
 
-def _insert_params(jobs: Sequence[Job], now: float) -> dict[str, Any]:
-    """The parameters of the insert query; sets the records' created_at, run_at, state."""
+def _insert_params(jobs: Sequence[Job]) -> dict[str, Any]:
+    """The parameters of the insert query, for records prepare() made."""
     rows = []
     for record in jobs:
-        record.created_at, record.run_at = now, record.run_at or now
-        record.state = JobState.SCHEDULED if record.run_at > now else JobState.PENDING
-        row = dict(zip(_INSERTED, _inserted(record), strict=False))
-        row["run_at"] = record.run_at
+        row = dict(zip(_INSERTED, _inserted(record), strict=True))
+        row["state"] = record.state.value
         # bytea's text form: the payload is stored as given, even when it is no JSON.
         row["payload"] = "\\x" + record.payload.hex()
         row["spec"] = orjson.Fragment(encode_spec(record))
         rows.append(row)
-    return {"now": now, "jobs": orjson.dumps(rows).decode()}
+    return {"jobs": orjson.dumps(rows).decode()}
 
 
 def _stored(jobs: Sequence[Job], inserted: set[str], existing: list[Any]) -> list[Job]:
@@ -97,10 +100,16 @@ def _stored(jobs: Sequence[Job], inserted: set[str], existing: list[Any]) -> lis
 async def enqueue_on(
     connection: AsyncConnection[Any], jobs: Sequence[Job], now: float
 ) -> list[Job]:
-    """Store jobs with one statement on `connection`, in its current transaction."""
+    """Prepare jobs and store them on `connection`, in its current transaction."""
     if not jobs:
         return []
-    params = _insert_params(jobs, now)
+    prepare(jobs, now)
+    return await insert(connection, jobs)
+
+
+async def insert(connection: AsyncConnection[Any], jobs: Sequence[Job]) -> list[Job]:
+    """Store prepared jobs with one statement on `connection`; the records (enqueue's)."""
+    params = _insert_params(jobs)
     async with connection.cursor(row_factory=tuple_row) as cursor:
         await cursor.execute(QUERIES["insert"], params)
         inserted = {row[0] for row in await cursor.fetchall()}
@@ -116,7 +125,8 @@ def enqueue_on_sync(connection: Connection[Any], jobs: Sequence[Job], now: float
     """enqueue_on for a sync connection."""
     if not jobs:
         return []
-    params = _insert_params(jobs, now)
+    prepare(jobs, now)
+    params = _insert_params(jobs)
     with connection.cursor(row_factory=tuple_row) as cursor:
         cursor.execute(QUERIES["insert"], params)
         inserted = {row[0] for row in cursor.fetchall()}
@@ -129,18 +139,6 @@ def enqueue_on_sync(connection: Connection[Any], jobs: Sequence[Job], now: float
 
 
 # -- migrations ----------------------------------------------------------------------------
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, file name, script) of sql/postgres/NNNN_*.sql, in order."""
-    found = sorted(
-        (int(f.name.split("_", 1)[0]), f.name, f.read_text("utf-8"))
-        for f in SQL.iterdir()
-        if re.fullmatch(r"\d{4}_\w+\.sql", f.name)
-    )
-    if [version for version, _, _ in found] != list(range(1, len(found) + 1)):
-        raise BackendError(f"migrations are not numbered 1, 2, ...: {[n for _, n, _ in found]}")
-    return found
 
 
 async def schema_version(connection: AsyncConnection[Any]) -> int:
@@ -159,7 +157,6 @@ async def migrate(connection: AsyncConnection[Any]) -> list[str]:
     (processes starting together apply them once), recording each. Returns their names.
 
     Refuses a database migrated by a newer taskmill than this one."""
-    scripts = migrations()
     applied = []
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
@@ -168,17 +165,15 @@ async def migrate(connection: AsyncConnection[Any]) -> list[str]:
             "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
         current = await schema_version(connection)
-        if current > len(scripts):
-            raise BackendError(
-                f"the database has taskmill schema version {current}, newer than this "
-                f"taskmill knows ({len(scripts)}); upgrade taskmill"
-            )
-        for version, name, script in scripts[current:]:
-            await connection.execute(script.encode())  # no parameters: several statements
+        database = f"PostgreSQL database {connection.info.dbname}"
+        for migration in pending("postgres", current, database):
+            # No parameters: the script is several statements.
+            await connection.execute(migration.script.encode())
             await connection.execute(
-                "INSERT INTO taskmill_migrations (version, name) VALUES (%s, %s)", (version, name)
+                "INSERT INTO taskmill_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
             )
-            applied.append(name)
+            applied.append(migration.name)
     return applied
 
 

@@ -5,15 +5,16 @@
 -- is one state change, atomic on its own.
 
 -- name: insert
--- Ids already taken are skipped here and read back by `existing`.
+-- Records as prepare() made them: a pending one is due now, a scheduled one later. Ids
+-- already taken are skipped here and read back by `existing`.
 INSERT INTO taskmill_jobs (id, task, queue, priority, state, payload, spec, max_retries,
     result_ttl, expires_at, created_at, run_at, due)
-SELECT id, task, queue, priority,
-    CASE WHEN run_at > %(now)s THEN 'scheduled' ELSE 'pending' END,
-    payload, spec, max_retries, result_ttl, expires_at, %(now)s, run_at, run_at <= %(now)s
+SELECT id, task, queue, priority, state, payload, spec, max_retries, result_ttl,
+    expires_at, created_at, run_at, state = 'pending'
 FROM json_to_recordset(%(jobs)s::json) AS j (id text, task text, queue text,
-    priority integer, payload bytea, spec json, max_retries integer,
-    result_ttl double precision, expires_at double precision, run_at double precision)
+    priority integer, state text, payload bytea, spec json, max_retries integer,
+    result_ttl double precision, expires_at double precision,
+    created_at double precision, run_at double precision)
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 
@@ -138,14 +139,15 @@ SELECT count(*) FROM rescued CROSS JOIN (SELECT count(*) FROM woken) AS w
 
 -- name: prune
 -- Finished jobs past their result_ttl (a batch at most per call), and workers gone quiet.
+-- Nothing reads `pruned`, and nothing need: a DELETE in a WITH runs to its end all the
+-- same, so the one statement does both.
 WITH pruned AS (
     DELETE FROM taskmill_jobs WHERE seq IN (
         SELECT seq FROM taskmill_jobs
-        WHERE state IN ('succeeded', 'cancelled', 'expired')
+        WHERE state IN ({prunable})
             AND finished_at + result_ttl < %(now)s
         LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED)
-    RETURNING 1)
+        FOR UPDATE SKIP LOCKED))
 DELETE FROM taskmill_workers WHERE last_seen < %(seen_since)s
 
 -- name: unregister_worker
