@@ -9,8 +9,8 @@ lost and when it is back, to look again, and waiters poll meanwhile (their timeo
 
 A waiter may also leave a claim to run when its queue is notified: it runs on this
 connection, whose server process has just woken to send the notification (a pooled
-connection's would have to wake first, which costs this machine a quarter of a
-millisecond), and the waiter wakes with its jobs.
+connection's would have to wake first, a cost an idle worker's latency feels), and the
+waiter wakes with its jobs.
 """
 
 from __future__ import annotations

@@ -48,9 +48,9 @@ RETURNING {columns}
 DELETE FROM taskmill_jobs WHERE id = %(id)s AND state <> 'running'
 
 -- name: claim
--- Committed without waiting for the WAL flush (about half of a claim's time here): a claim
--- that a crash of the server loses only leaves its jobs waiting, to run again, and it
--- cannot be lost once a later change (the outcome) was flushed after it.
+-- Committed without waiting for the WAL flush, a good part of a claim's time: a claim that
+-- a crash of the server loses only leaves its jobs waiting, to run again, and it cannot be
+-- lost once a later change (the outcome) was flushed after it.
 SELECT {columns}
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed,
     taskmill_claim(%(queues)s::text[], %(worker)s, %(limit)s, %(now)s, %(lease_until)s)
