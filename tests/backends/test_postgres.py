@@ -23,11 +23,12 @@ from sqlalchemy.orm import Session
 
 from taskmill import App, JobState, Worker
 from taskmill.backends import connect
+from taskmill.backends.base import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres import PostgresBackend
 from taskmill.backends.postgres_sql import QUERIES, migrate
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import Job
+from taskmill.job import FINISHED_STATES, WAITING_STATES, Job
 from tests import sample_tasks
 from tests.conftest import in_schema
 
@@ -92,6 +93,23 @@ async def test_migrations_in_order_make_the_schema_written_out(
     assert await catalog(other_postgres_url) == await catalog(postgres_url), (
         "sql/postgres/schema.sql no longer shows what the migrations make: bring it up to date"
     )
+
+
+def test_the_state_lists_written_in_sql_are_states_the_model_names() -> None:
+    """The SQL writes its state lists out, as a partial index and the queries that are to
+    use it must: each must still be a set of states job.py or base.py names."""
+    text = SCHEMA.read_text("utf-8") + b"\n".join(QUERIES.values()).decode()
+    named = {
+        frozenset(JobState),  # the CHECK constraint
+        WAITING_STATES,
+        WAITING_STATES | {JobState.RUNNING},  # what a cancel reaches
+        OUTCOME_STATES & FINISHED_STATES,  # outcomes that end the job
+        PRUNABLE_STATES,
+    }
+    lists = re.findall(r"state IN \(([^)]*)\)", text)
+    assert len(lists) > 10
+    for written in lists:
+        assert frozenset(JobState(s) for s in re.findall(r"'(\w+)'", written)) in named, written
 
 
 async def test_concurrent_migrations_apply_once_and_newer_schemas_are_refused(
