@@ -5,7 +5,8 @@ URLs: `postgresql://user:password@host:port/dbname` (or `postgres://`), libpq's;
 query options apply, e.g. `?options=-csearch_path%3Dmyschema` for the tables' schema.
 
 Statements are in sql/postgres/queries.sql, the schema in numbered migrations beside
-them (postgres_sql.py). Every change of state is one statement (claim: one function call),
+them (postgres_sql.py runs them); sql/postgres/schema.sql shows the schema they make, to
+read. Every change of state is one statement (claim: one function call),
 atomic on its own; batches (enqueue, claim, heartbeat, finish) take one round trip. Claims
 lock rows with SKIP LOCKED, so concurrent workers never wait on each other. Idle workers
 sleep until a notification (postgres_listen.py) or their poll interval.
