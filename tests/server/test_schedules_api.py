@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
 from taskmill import App
 from taskmill.scheduler import Scheduler
+from tests.conftest import FakeClock
 from tests.server.conftest import created, error
 
 pytestmark = pytest.mark.parametrize("url", ["sqlite", "redis", "postgres"], indirect=True)
@@ -59,15 +58,16 @@ async def test_bad_schedules_are_refused_naming_the_problem(client: httpx.AsyncC
 
 
 async def test_a_schedules_jobs_are_listed(client: httpx.AsyncClient, taskapp: App) -> None:
+    clock = taskapp.clock = FakeClock()  # before the first request opens the backend
     created(await client.post(SCHEDULES, json={
         "name": "every-second", "type": "add", "cron": "* * * * * *", "args": [1, 2],
         "catch_up": 60,
     }))  # fmt: skip
     scheduler = Scheduler(taskapp, lease=30)
     await scheduler.lead()
-    while not (await client.get(f"{SCHEDULES}/every-second")).json()["recent_jobs"]:
-        await scheduler.fire_due()
-        await asyncio.sleep(0.05)
+    clock.advance(1)
+    await scheduler.fire_due()
+    assert (await client.get(f"{SCHEDULES}/every-second")).json()["recent_jobs"]
     jobs = (await client.get(f"{SCHEDULES}/every-second/jobs")).json()["jobs"]
     assert jobs and jobs[0]["id"].startswith("schedule:every-second:")
     assert jobs[0]["type"] == "add" and jobs[0]["args"] == [1, 2]
