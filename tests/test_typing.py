@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mypy import api
+
+# Each test runs mypy, without a cache: seconds.
+pytestmark = pytest.mark.slow
 
 CHECKED = """
 from taskmill import App

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import Case
@@ -21,6 +22,9 @@ from tests.server.conftest import tasks_app
 
 # The memory backend: what is tested is the API layer, and each request may come on an
 # event loop of its own (the test client's), which costs the memory backend nothing.
+# Generated requests to every operation: seconds in all.
+pytestmark = pytest.mark.slow
+
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json", create_app(tasks_app(f"memory://{uuid.uuid4().hex}"))
 )
