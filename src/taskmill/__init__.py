@@ -1,6 +1,6 @@
 """taskmill: a fast, reliable distributed task queue for Python."""
 
-from taskmill.app import App, BoundTask, JobHandle, Task
+from taskmill.app import App
 from taskmill.errors import (
     BackendError,
     ConfigError,
@@ -19,6 +19,7 @@ from taskmill.errors import (
 from taskmill.job import Job, JobState, Priority
 from taskmill.retry import RetryPolicy
 from taskmill.settings import Settings
+from taskmill.task import BoundTask, JobHandle, Task
 from taskmill.worker import JobContext, Worker, current_job
 
 __all__ = [

@@ -24,8 +24,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from taskmill import App, JobState
-from taskmill.app import _drive
-from taskmill.backends import Outcome, connect
+from taskmill.backends import Outcome, connect, drive
 from taskmill.backends.base import rescue
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
@@ -187,7 +186,7 @@ async def test_a_wait_cancelled_after_its_claim_ran_hands_the_job_back(
             await asyncio.sleep(0.05)
             # Stored from this thread with the event loop held: the server runs the claim
             # before it answers, and the waiter is cancelled before it can read its reply.
-            (job,) = _drive(producer.enqueue([Job(task="t")]))
+            (job,) = drive(producer.enqueue([Job(task="t")]))
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiter
@@ -395,11 +394,11 @@ def test_a_sync_call_reads_replies_slower_and_faster_than_its_spin(redis_server:
     try:
         began = time.monotonic()
         # The server answers after 50 ms: past the spin, the thread sleeps in recv.
-        assert _drive(blocking.execute([("BLPOP", "nothing", 0.05), ("PING",)])) == [None, b"PONG"]
+        assert drive(blocking.execute([("BLPOP", "nothing", 0.05), ("PING",)])) == [None, b"PONG"]
         assert time.monotonic() - began >= 0.05
-        assert _drive(blocking.execute([("PING",)] * 3)) == [b"PONG"] * 3
+        assert drive(blocking.execute([("PING",)] * 3)) == [b"PONG"] * 3
     finally:
-        _drive(blocking.close())
+        drive(blocking.close())
 
 
 def test_connect_opens_the_sync_api_up_front(redis_server: str) -> None:

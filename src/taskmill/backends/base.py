@@ -570,3 +570,31 @@ class Backend(ABC):
             pause = interval if deadline is None else min(interval, deadline - loop.time())
             await asyncio.sleep(max(pause, 0))
             interval = min(interval * 2, 0.1)
+
+    # -- hooks: what only some backends can do ------------------------------------------
+    # (The app and the command line reach these through any backend and import none.)
+
+    async def enqueue_on(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+        """enqueue() on the caller's own connection to the backend's database (its driver's
+        async connection), inside the caller's current transaction: the jobs exist, and
+        wake workers, only if it commits. Needs no open(): none of the backend's own
+        connections is used."""
+        raise ConfigError(self._NOT_ON_A_CONNECTION)
+
+    def enqueue_on_sync(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+        """enqueue_on() on the driver's sync connection, in the calling thread."""
+        raise ConfigError(self._NOT_ON_A_CONNECTION)
+
+    _NOT_ON_A_CONNECTION = (
+        "connection= enqueues on a PostgreSQL connection, which only the PostgreSQL backend "
+        "shares: this app's workers would never see the jobs"
+    )
+
+    async def migrate(self) -> tuple[list[str], int]:
+        """Apply the schema migrations the store lacks, without open() (a deploy step, or a
+        role allowed to change the schema): the names of those applied, and the schema
+        version now."""
+        raise ConfigError(
+            "migrate is for postgresql:// URLs: SQLite applies its migrations when opened, "
+            "memory:// and Redis have no schema"
+        )

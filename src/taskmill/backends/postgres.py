@@ -23,8 +23,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -46,16 +47,18 @@ from taskmill.backends.base import (
     cancellable,
     fold_counts,
     in_claim_order,
+    prepare,
     rescue,
 )
 from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
     QUERIES,
-    enqueue_on_sync,
     insert,
+    insert_sync,
     job,
     migrate,
+    migrate_database,
     schema_version,
 )
 from taskmill.errors import BackendError, ConfigError
@@ -68,6 +71,7 @@ POOL_SIZE = 8
 POOL_TIMEOUT = 10.0
 #: Expired leases rescued, and finished jobs pruned, per `maintain` at most.
 MAINTAIN_BATCH = 5_000
+_T = TypeVar("_T")
 
 
 def _where(url: str) -> str:
@@ -94,49 +98,14 @@ async def _claim_on(
     return in_claim_order(queues, [(job(row), row[-1]) for row in rows])
 
 
-class ThreadEnqueuer:
-    """Enqueue for the sync API, in the calling thread, on an autocommit connection of
-    that thread's own: with no hop to the event loop's thread, which costs about a quarter
-    of a millisecond when both are idle. A dropped connection is made again, once: enqueue
-    is idempotent by id, so the retry stores nothing twice."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._local = threading.local()
-        # Every thread's connection, to close them all; one dies with its thread.
-        self._all: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
-        self._lock = threading.Lock()
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or self._local.pid != os.getpid():
-            conn = psycopg.Connection.connect(self.url, autocommit=True)
-            self._local.conn, self._local.pid = conn, os.getpid()
-            with self._lock:
-                self._all.add(conn)
-        return conn
-
-    def enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
-        for attempt in (1, 2):
-            conn = None
-            try:
-                conn = self._connection()
-                return enqueue_on_sync(conn, jobs, now)
-            except psycopg.OperationalError as exc:
-                if attempt == 2:
-                    raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
-                if conn is not None:
-                    conn.close()
-            except psycopg.Error as exc:
-                raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        with self._lock:
-            conns = list(self._all)
-            self._all.clear()
-        for conn in conns:
-            conn.close()
+@contextlib.contextmanager
+def _caller_errors() -> Iterator[None]:
+    """The driver's errors on a caller's connection, as BackendError."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        hint = "; run `taskmill migrate`" if isinstance(exc, psycopg.errors.UndefinedTable) else ""
+        raise BackendError(f"enqueue on the given connection failed: {exc}{hint}") from exc
 
 
 class PostgresBackend(PostgresSchedules, Backend):
@@ -219,11 +188,6 @@ class PostgresBackend(PostgresSchedules, Backend):
             if self._pool is not None:
                 pool, self._pool = self._pool, None
                 await pool.close()
-
-    async def migrate(self) -> list[str]:
-        """Apply the migrations this database lacks (see postgres_sql.migrate); their names."""
-        async with self._connection() as conn:
-            return await migrate(conn)
 
     async def close(self) -> None:
         if self._closer is not None:
@@ -475,3 +439,104 @@ class PostgresBackend(PostgresSchedules, Backend):
 
     async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:
         return await self._count("purge", {"state": state.value, "queue": queue, "task": task})
+
+    # -- hooks (see Backend) ------------------------------------------------------------
+
+    async def enqueue_on(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+        if not isinstance(connection, AsyncConnection):
+            raise ConfigError(
+                "connection= takes a psycopg AsyncConnection in async code, not "
+                f"{type(connection).__name__}"
+            )
+        if not jobs:
+            return []
+        prepare(jobs, self.clock())
+        with _caller_errors():
+            return await insert(connection, jobs)
+
+    def enqueue_on_sync(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigError(
+                "connection= takes a psycopg Connection in sync code, not "
+                f"{type(connection).__name__}"
+            )
+        if not jobs:
+            return []
+        prepare(jobs, self.clock())
+        with _caller_errors():
+            return insert_sync(connection, jobs)
+
+    async def migrate(self) -> tuple[list[str], int]:
+        with self._errors():
+            return await migrate_database(self.url)
+
+
+class ThreadBackend(PostgresBackend):
+    """PostgresBackend for the sync API's single calls (see backends.connect_blocking):
+    enqueue, get and cancel run in the calling thread, on an autocommit connection of that
+    thread's own, and never suspend, so that the caller drives them with no event loop and
+    no hop to the event loop's thread (which costs about a quarter of a millisecond when
+    both are idle). It has no pool: other calls are not for it.
+
+    A dropped connection is made again, once: the calls made here are idempotent (enqueue
+    by id, get, cancel), so the retry does nothing twice."""
+
+    def __init__(self, url: str, clock: Clock = time.time) -> None:
+        super().__init__(url, clock)
+        self._local = threading.local()
+        # Every thread's connection, to close them all; one dies with its thread.
+        self._all: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        async def schema() -> None:
+            backend = PostgresBackend(self.url, self.clock)
+            await backend.open()
+            await backend.close()
+
+        # The schema first, as PostgresBackend.open() makes it. That is async I/O, which
+        # this coroutine must not await (it never suspends): it runs to its end on a loop
+        # of its own, in a thread of its own.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, schema()).result()
+
+    async def close(self) -> None:
+        with self._lock:
+            conns = list(self._all)
+            self._all.clear()
+        for conn in conns:
+            conn.close()
+
+    def _thread_connection(self) -> psycopg.Connection[Any]:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or self._local.pid != os.getpid():
+            conn = psycopg.Connection.connect(self.url, autocommit=True)
+            self._local.conn, self._local.pid = conn, os.getpid()
+            with self._lock:
+                self._all.add(conn)
+        return conn
+
+    def _on_connection(self, call: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = self._thread_connection()
+                return call(conn)
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+                if conn is not None:
+                    conn.close()
+            except psycopg.Error as exc:
+                raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
+        return self._on_connection(lambda conn: insert_sync(conn, jobs))
+
+    async def _rows(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        def rows(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            cursor = conn.execute(QUERIES[name], params)
+            return cursor.fetchall() if cursor.description else []
+
+        return self._on_connection(rows)

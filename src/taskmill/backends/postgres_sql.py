@@ -1,6 +1,6 @@
 """The PostgreSQL backend's SQL: its named queries, its migrations, and the job records
-they read and write. Enqueue lives here too, since it also runs on callers' connections
-(sync or async) inside their own transactions, where no backend instance is involved.
+they read and write. The insert of enqueue is here too, in a sync and an async form: it
+also runs on callers' own connections, inside their transactions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import orjson
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
 
-from taskmill.backends.base import PRUNABLE_STATES, prepare
+from taskmill.backends.base import PRUNABLE_STATES
 from taskmill.backends.migrations import pending
 from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
 
@@ -97,16 +97,6 @@ def _stored(jobs: Sequence[Job], inserted: set[str], existing: list[Any]) -> lis
     return [found[record.id] for record in jobs]
 
 
-async def enqueue_on(
-    connection: AsyncConnection[Any], jobs: Sequence[Job], now: float
-) -> list[Job]:
-    """Prepare jobs and store them on `connection`, in its current transaction."""
-    if not jobs:
-        return []
-    prepare(jobs, now)
-    return await insert(connection, jobs)
-
-
 async def insert(connection: AsyncConnection[Any], jobs: Sequence[Job]) -> list[Job]:
     """Store prepared jobs with one statement on `connection`; the records (enqueue's)."""
     params = _insert_params(jobs)
@@ -121,11 +111,8 @@ async def insert(connection: AsyncConnection[Any], jobs: Sequence[Job]) -> list[
     return _stored(jobs, inserted, existing)
 
 
-def enqueue_on_sync(connection: Connection[Any], jobs: Sequence[Job], now: float) -> list[Job]:
-    """enqueue_on for a sync connection."""
-    if not jobs:
-        return []
-    prepare(jobs, now)
+def insert_sync(connection: Connection[Any], jobs: Sequence[Job]) -> list[Job]:
+    """insert() on a sync connection."""
     params = _insert_params(jobs)
     with connection.cursor(row_factory=tuple_row) as cursor:
         cursor.execute(QUERIES["insert"], params)

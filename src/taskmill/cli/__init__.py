@@ -40,7 +40,7 @@ from taskmill.cli.common import (
 )
 from taskmill.cli.schedules import COMMANDS as SCHEDULE_COMMANDS
 from taskmill.cli.state import COMMANDS as STATE_COMMANDS
-from taskmill.errors import ConfigError
+from taskmill.errors import BackendError, ConfigError
 from taskmill.job import Job, JobState
 from taskmill.metrics import JobMetrics
 from taskmill.worker import Worker
@@ -170,20 +170,10 @@ def migrate(config: Config, as_json: bool) -> None:
 
     Workers and producers apply them too when they connect; run this to do it ahead, in a
     deploy step, or with a role allowed to change the schema."""
-    url = config.load().settings.url
-    scheme = url.partition("://")[0]
-    if scheme not in ("postgresql", "postgres"):
-        raise click.ClickException(
-            f"migrate is for postgresql:// URLs, not {scheme}://: SQLite applies its "
-            "migrations when opened, memory:// and Redis have no schema"
-        )
-    import psycopg
-
-    from taskmill.backends.postgres_sql import migrate_database
-
+    backend = config.load().unopened_backend()
     try:
-        applied, version = asyncio.run(migrate_database(url))
-    except psycopg.Error as exc:
+        applied, version = asyncio.run(backend.migrate())
+    except BackendError as exc:
         raise click.ClickException(f"migrate failed: {exc}") from None
     if as_json:
         echo_json({"applied": applied, "version": version})
