@@ -475,8 +475,8 @@ class ThreadBackend(PostgresBackend):
     """PostgresBackend for the sync API's single calls (see backends.connect_blocking):
     enqueue, get and cancel run in the calling thread, on an autocommit connection of that
     thread's own, and never suspend, so that the caller drives them with no event loop and
-    no hop to the event loop's thread (which costs about a quarter of a millisecond when
-    both are idle). It has no pool: other calls are not for it.
+    no hop to the event loop's thread, which a single call would feel (docs/performance.md).
+    It has no pool: other calls are not for it.
 
     A dropped connection is made again, once: the calls made here are idempotent (enqueue
     by id, get, cancel), so the retry does nothing twice."""
