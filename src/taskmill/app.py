@@ -1,4 +1,6 @@
-"""The application object: task registry, enqueue from sync or async code, job handles."""
+"""The application object: the task registry, and jobs enqueued and read from sync or async
+code. Tasks and job handles are in taskmill.task; how a sync call reaches the backend, in
+taskmill.sync."""
 
 from __future__ import annotations
 
