@@ -586,8 +586,8 @@ class Backend(ABC):
         raise ConfigError(self._NOT_ON_A_CONNECTION)
 
     _NOT_ON_A_CONNECTION = (
-        "connection= enqueues on a PostgreSQL connection, which only the PostgreSQL backend "
-        "shares: this app's workers would never see the jobs"
+        "connection= takes a PostgreSQL connection, and only the PostgreSQL backend enqueues "
+        "on one: this app's workers would never see jobs written there"
     )
 
     async def migrate(self) -> tuple[list[str], int]:
