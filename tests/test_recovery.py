@@ -18,7 +18,7 @@ import pytest
 
 from taskmill import App, JobState
 from taskmill.backends import Outcome
-from taskmill.backends.base import LEASE_EXPIRED
+from taskmill.backends.rules import LEASE_EXPIRED
 from tests import sample_tasks
 from tests.conftest import effects, start_taskmill
 

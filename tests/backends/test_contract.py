@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from taskmill.backends import Backend, Lease, Outcome, WorkerInfo
-from taskmill.backends.base import LEASE_EXPIRED
+from taskmill.backends.rules import LEASE_EXPIRED
 from taskmill.errors import BackendError
 from taskmill.job import AttemptError, Job, JobState, encode
 from taskmill.retry import RetryPolicy

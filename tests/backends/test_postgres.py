@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 
 from taskmill import App, JobState, Worker
 from taskmill.backends import connect
-from taskmill.backends.base import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres import PostgresBackend
 from taskmill.backends.postgres_sql import QUERIES, migrate
+from taskmill.backends.rules import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import FINISHED_STATES, WAITING_STATES, Job
 from tests import sample_tasks

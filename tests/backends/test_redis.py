@@ -25,10 +25,10 @@ from redis.crc import key_slot
 
 from taskmill import App, JobState
 from taskmill.backends import Outcome, connect, drive
-from taskmill.backends.base import rescue
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
 from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, LIBRARY, QUEUE_SCRIPTS, queue_keys
+from taskmill.backends.rules import rescue
 from taskmill.errors import BackendError
 from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_TTL, Job
 from taskmill.retry import DEFAULT_RETRY

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from taskmill.backends import Outcome, connect, sqlite
-from taskmill.backends.base import OUTCOME_STATES, PRUNABLE_STATES
+from taskmill.backends.rules import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.backends.sqlite import SQLiteBackend
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import WAITING_STATES, Job, JobState

@@ -6,7 +6,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from taskmill.backends.base import Backend, Clock, Lease, Outcome, QueueInfo, WorkerInfo
+from taskmill.backends.base import Backend, Clock
+from taskmill.backends.rules import Lease, Outcome, QueueInfo, WorkerInfo
 from taskmill.errors import ConfigError
 
 __all__ = [

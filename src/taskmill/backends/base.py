@@ -5,12 +5,11 @@ script): a crash between two calls leaves every job in a state the interface all
 Methods take batches where the hot path needs them (enqueue, claim, heartbeat, finish),
 so that a worker pays one round trip per batch, not per job.
 
-A rule that is the same for every backend is written here once: the public methods of
-`Backend` apply it (job preparation, argument checks, outcome validation) and call the
-backend's storage step (`_enqueue`, `_claim`, `_finish`, ...); what a storage step must
-decide the same way everywhere (the rescue of an expired lease, the claim order, the
-folding of queue counts) is a plain function below that each backend, the memory one
-included, calls.
+A rule that is the same for every backend is written once, in rules.py: the public
+methods of `Backend` apply those that need no storage (job preparation, argument checks,
+outcome validation) and call the backend's storage step (`_enqueue`, `_claim`,
+`_finish`, ...), which calls rules.py for what it must decide alike (the rescue of an
+expired lease, the claim order, the folding of queue counts).
 
 Instances are used from one event loop; `App` keeps one per loop.
 """
@@ -22,12 +21,19 @@ import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from taskmill.errors import BackendError, ConfigError
-from taskmill.job import WAITING_STATES, AttemptError, Job, JobState
-from taskmill.retry import RetryPolicy
+from taskmill.backends.rules import (
+    Lease,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+    check_outcomes,
+    parse_cursor,
+    prepare,
+)
+from taskmill.errors import ConfigError
+from taskmill.job import Job, JobState
 from taskmill.schedule import Schedule
 
 Clock = Callable[[], float]
@@ -46,208 +52,6 @@ def cancellable() -> Iterator[None]:
     yield
     if task is not None and task.cancelling() > before:
         raise asyncio.CancelledError
-
-
-#: A worker not seen for this long is no longer listed as live.
-WORKER_TTL = 60.0
-#: QueueInfo.finished_recently counts the jobs that ended within this many seconds.
-THROUGHPUT_WINDOW = 60.0
-#: The error recorded on an attempt whose worker stopped renewing its lease.
-LEASE_EXPIRED = "lease expired: the worker holding the job stopped (killed or lost)"
-#: How often `wait` rereads the clock while a job is scheduled (an injected clock may jump).
-CLOCK_CHECK = 0.25
-#: How an attempt may end (Outcome.state); RUNNING and the waiting states are no outcome.
-OUTCOME_STATES = frozenset(
-    {JobState.SUCCEEDED, JobState.RETRYING, JobState.DEAD, JobState.CANCELLED, JobState.PENDING}
-)
-#: Finished jobs that maintain() deletes once their result_ttl has passed; DEAD jobs stay
-#: in the dead-letter queue until requeued or purged.
-PRUNABLE_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.EXPIRED})
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How one attempt ended, as decided by the worker that held it.
-
-    state is SUCCEEDED (with result), RETRYING (with error and run_at), DEAD (with error),
-    CANCELLED, or PENDING: the attempt is handed back unrun (graceful shutdown), so it
-    does not count and the job keeps its place in the queue.
-    """
-
-    job_id: str
-    token: str
-    state: JobState
-    #: The handler's return value, JSON-encoded (job.encode) by the worker, which must
-    #: know it can be stored before it reports success.
-    result: bytes | None = None
-    error: AttemptError | None = None
-    run_at: float | None = None
-    #: The last progress the handler reported, when a heartbeat may not have carried it.
-    progress: float | None = None
-
-
-@dataclass(slots=True)
-class WorkerInfo:
-    id: str
-    host: str
-    pid: int
-    queues: list[str]
-    concurrency: int
-    tasks: list[str]
-    started_at: float
-    last_seen: float = 0.0
-    running: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "host": self.host,
-            "pid": self.pid,
-            "queues": self.queues,
-            "concurrency": self.concurrency,
-            "tasks": self.tasks,
-            "started_at": self.started_at,
-            "last_seen": self.last_seen,
-            "running": self.running,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WorkerInfo:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-
-
-@dataclass(slots=True)
-class QueueInfo:
-    name: str
-    paused: bool = False
-    #: Jobs per state; every JobState is a key.
-    counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in JobState})
-    #: created_at of the oldest job waiting to run now, if any.
-    oldest_pending: float | None = None
-    #: Waiting jobs due now, per priority; only priorities that have some are keys.
-    ready_by_priority: dict[int, int] = field(default_factory=dict)
-    #: Jobs that succeeded or went dead within the last THROUGHPUT_WINDOW seconds.
-    finished_recently: int = 0
-    #: What configure_queue stored. Claims read its "concurrency": at most that many of the
-    #: queue's jobs run at once, across every worker; the rest is kept for the app.
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "paused": self.paused,
-            "counts": self.counts,
-            "oldest_pending": self.oldest_pending,
-            "ready_by_priority": self.ready_by_priority,
-            "finished_recently": self.finished_recently,
-            "settings": self.settings,
-        }
-
-
-@dataclass(slots=True)
-class Lease:
-    """Who holds a named lease, and until when (backend clock)."""
-
-    name: str
-    holder: str
-    expires_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "holder": self.holder, "expires_at": self.expires_at}
-
-
-# -- the rules every backend keeps ----------------------------------------------------------
-
-
-def prepare(jobs: Sequence[Job], now: float) -> None:
-    """Make jobs records, in place: created now, due at run_at (now when not given), and
-    SCHEDULED until then, else PENDING. The jobs given become the records rather than
-    copies of them: a copy costs as much as a good part of the write, and the caller gets
-    the stored records back anyway."""
-    for job in jobs:
-        job.created_at, job.run_at = now, job.run_at or now
-        job.state = JobState.SCHEDULED if job.run_at > now else JobState.PENDING
-
-
-def check_outcomes(outcomes: Sequence[Outcome]) -> None:
-    for outcome in outcomes:
-        if outcome.state not in OUTCOME_STATES:
-            raise BackendError(f"an attempt cannot end as {outcome.state.value}")
-
-
-def parse_cursor(cursor: str | None) -> int | None:
-    """A list_jobs cursor: the listing position (a non-negative integer) to continue below."""
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise ConfigError(f"invalid cursor {cursor!r}")
-    return int(cursor)
-
-
-@dataclass(slots=True, frozen=True)
-class Rescue:
-    """What becomes of a RUNNING job whose lease expired (see rescue())."""
-
-    state: JobState
-    error: AttemptError
-    #: When the job runs again, if it is retried.
-    run_at: float | None = None
-    #: When it ended, if it did.
-    finished_at: float | None = None
-
-
-def rescue(
-    *,
-    attempts: int,
-    max_retries: int,
-    cancel_requested: bool,
-    retry: RetryPolicy,
-    worker: str | None,
-    now: float,
-) -> Rescue:
-    """The rescue decision: the attempt fails with LEASE_EXPIRED, and the job is CANCELLED
-    if that was requested, DEAD once past max_retries, else RETRYING after its backoff."""
-    error = AttemptError(attempts, LEASE_EXPIRED, None, worker or None, now)
-    if cancel_requested:
-        return Rescue(JobState.CANCELLED, error, finished_at=now)
-    if attempts > max_retries:
-        return Rescue(JobState.DEAD, error, finished_at=now)
-    return Rescue(JobState.RETRYING, error, run_at=now + retry.backoff(attempts))
-
-
-def in_claim_order(order: Sequence[str], claimed: Sequence[tuple[Job, int]]) -> list[Job]:
-    """Claimed jobs, each with its enqueue sequence, in the order claims return them: the
-    queues in the order asked, then highest priority first, then first enqueued first."""
-    rank = {queue: i for i, queue in enumerate(order)}
-    ordered = sorted(claimed, key=lambda pair: (rank[pair[0].queue], -pair[0].priority, pair[1]))
-    return [job for job, _ in ordered]
-
-
-def fold_counts(
-    infos: dict[str, QueueInfo],
-    queue: str,
-    state: str,
-    priority: int,
-    count: int,
-    oldest_due: float | None,
-    due: int,
-    recent: int,
-) -> None:
-    """Add one group of a queue's jobs (one state and priority) to its QueueInfo: `count`
-    jobs, of which `due` are due now (created_at of the oldest: `oldest_due`) and `recent`
-    finished within THROUGHPUT_WINDOW. Only waiting jobs count as due, only succeeded and
-    dead ones as recently finished."""
-    info = infos.get(queue)
-    if info is None:
-        info = infos[queue] = QueueInfo(queue)
-    info.counts[state] += count
-    if JobState(state) in WAITING_STATES:
-        if oldest_due is not None:
-            info.oldest_pending = min(info.oldest_pending or oldest_due, oldest_due)
-        if due:
-            info.ready_by_priority[priority] = info.ready_by_priority.get(priority, 0) + due
-    elif state in (JobState.SUCCEEDED, JobState.DEAD):
-        info.finished_recently += recent
 
 
 class Backend(ABC):
@@ -276,9 +80,9 @@ class Backend(ABC):
         prepare(jobs, now)
         return await self._enqueue(jobs, now)
 
+    @abstractmethod
     async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         """Storage step of enqueue: jobs already prepared, at least one."""
-        raise NotImplementedError  # TRANSITION
 
     @abstractmethod
     async def get(self, job_id: str) -> Job | None:
@@ -300,6 +104,7 @@ class Backend(ABC):
         jobs, after = await self._list_jobs(state, queue, task, limit, before)
         return jobs, None if after is None else str(after)
 
+    @abstractmethod
     async def _list_jobs(
         self,
         state: JobState | None,
@@ -311,7 +116,6 @@ class Backend(ABC):
         """Storage step of list_jobs: up to `limit` (> 0) matching jobs listed below the
         position `before` (all when None), newest first, and the position of the last one
         if more may follow, else None."""
-        raise NotImplementedError  # TRANSITION
 
     @abstractmethod
     async def cancel(self, job_id: str) -> Job | None:
@@ -344,11 +148,11 @@ class Backend(ABC):
             return []
         return await self._claim(order, worker_id, limit, lease, self.clock())
 
+    @abstractmethod
     async def _claim(
         self, queues: list[str], worker_id: str, limit: int, lease: float, now: float
     ) -> list[Job]:
         """Storage step of claim: `queues` without repeats, at least one; `limit` > 0."""
-        raise NotImplementedError  # TRANSITION
 
     async def wait(self, queues: Sequence[str], timeout: float) -> None:
         """Return once a job may be claimable in one of `queues`, or after `timeout` seconds.
@@ -358,17 +162,24 @@ class Backend(ABC):
         notification delay)."""
         await self._wait(list(dict.fromkeys(queues)), timeout)
 
+    @abstractmethod
     async def _wait(self, queues: list[str], timeout: float) -> None:
         """Storage step of wait: `queues` without repeats."""
-        raise NotImplementedError  # TRANSITION
 
     async def wait_and_claim(
         self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
     ) -> list[Job]:
         """wait(), then claim(): what an idle worker does. Returns the jobs claimed, or []
-        when none was due within `timeout` (or another worker took it). A backend that
-        can claim as it wakes, with no round trip between, does so."""
-        await self.wait(queues, timeout)
+        when none was due within `timeout` (or another worker took it)."""
+        order = list(dict.fromkeys(queues))
+        return await self._wait_and_claim(order, worker_id, limit, lease, timeout)
+
+    async def _wait_and_claim(
+        self, queues: list[str], worker_id: str, limit: int, lease: float, timeout: float
+    ) -> list[Job]:
+        """Storage step of wait_and_claim: `queues` without repeats. A backend that can
+        claim as it wakes, with no round trip between, does so instead."""
+        await self._wait(queues, timeout)
         return await self.claim_to_the_end(self.claim(queues, worker_id, limit, lease))
 
     async def claim_to_the_end(self, claim: Coroutine[Any, Any, list[Job]]) -> list[Job]:
@@ -421,9 +232,9 @@ class Backend(ABC):
         check_outcomes(outcomes)
         return await self._finish(outcomes, self.clock())
 
+    @abstractmethod
     async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Storage step of finish: outcomes already checked, at least one."""
-        raise NotImplementedError  # TRANSITION
 
     async def maintain(self) -> int:
         """Periodic upkeep, safe to run from many processes at once. Returns jobs rescued.
@@ -434,9 +245,9 @@ class Backend(ABC):
         """
         return await self._maintain(self.clock())
 
+    @abstractmethod
     async def _maintain(self, now: float) -> int:
         """Storage step of maintain."""
-        raise NotImplementedError  # TRANSITION
 
     @abstractmethod
     async def unregister_worker(self, worker_id: str) -> None:
@@ -485,11 +296,11 @@ class Backend(ABC):
             None if ids is None else list(dict.fromkeys(ids)), queue, task, self.clock()
         )
 
+    @abstractmethod
     async def _requeue(
         self, ids: list[str] | None, queue: str | None, task: str | None, now: float
     ) -> int:
         """Storage step of requeue: `ids` without repeats, and not empty when given."""
-        raise NotImplementedError  # TRANSITION
 
     async def purge(
         self,
@@ -504,9 +315,9 @@ class Backend(ABC):
             return 0
         return await self._purge(state, queue, task)
 
+    @abstractmethod
     async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:
         """Storage step of purge: `state` is a finished one."""
-        raise NotImplementedError  # TRANSITION
 
     # -- schedules ------------------------------------------------------------------------
 

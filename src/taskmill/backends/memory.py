@@ -14,12 +14,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from taskmill.backends.base import (
+from taskmill.backends.base import Backend, Clock
+from taskmill.backends.rules import (
     PRUNABLE_STATES,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
-    Backend,
-    Clock,
     Lease,
     Outcome,
     QueueInfo,

@@ -35,21 +35,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 
 from taskmill.backends import postgres_listen
-from taskmill.backends.base import (
-    CLOCK_CHECK,
-    THROUGHPUT_WINDOW,
-    WORKER_TTL,
-    Backend,
-    Clock,
-    Outcome,
-    QueueInfo,
-    WorkerInfo,
-    cancellable,
-    fold_counts,
-    in_claim_order,
-    prepare,
-    rescue,
-)
+from taskmill.backends.base import Backend, Clock, cancellable
 from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
@@ -60,6 +46,18 @@ from taskmill.backends.postgres_sql import (
     migrate,
     migrate_database,
     schema_version,
+)
+from taskmill.backends.rules import (
+    CLOCK_CHECK,
+    THROUGHPUT_WINDOW,
+    WORKER_TTL,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+    fold_counts,
+    in_claim_order,
+    prepare,
+    rescue,
 )
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import Job, JobState, decode, decode_spec
@@ -242,10 +240,9 @@ class PostgresBackend(PostgresSchedules, Backend):
     async def _wait(self, queues: list[str], timeout: float) -> None:
         await self._listen(queues, timeout, None)
 
-    async def wait_and_claim(
-        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
+    async def _wait_and_claim(
+        self, order: list[str], worker_id: str, limit: int, lease: float, timeout: float
     ) -> list[Job]:
-        order = list(dict.fromkeys(queues))
         taken: list[Job] = []
         gone, running = False, asyncio.get_running_loop().create_future()
         running.set_result(None)

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from psycopg import AsyncConnection
 
-from taskmill.backends.base import Clock, Lease
+from taskmill.backends.base import Clock
 from taskmill.backends.postgres_sql import QUERIES
+from taskmill.backends.rules import Lease
 from taskmill.schedule import Schedule, recorded
 
 

@@ -15,8 +15,8 @@ import orjson
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
 
-from taskmill.backends.base import PRUNABLE_STATES
 from taskmill.backends.migrations import pending
+from taskmill.backends.rules import PRUNABLE_STATES
 from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
 
 SQL = files("taskmill.backends").joinpath("sql", "postgres")

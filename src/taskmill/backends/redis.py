@@ -47,14 +47,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 from redis.exceptions import RedisError
 
-from taskmill.backends.base import (
-    WORKER_TTL,
-    Clock,
-    Outcome,
-    QueueInfo,
-    WorkerInfo,
-    rescue,
-)
+from taskmill.backends.base import Clock
 from taskmill.backends.redis_claim import RedisClaims
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_cluster import Cluster
@@ -70,6 +63,7 @@ from taskmill.backends.redis_scripts import (
     noscript,
     queue_keys,
 )
+from taskmill.backends.rules import WORKER_TTL, Outcome, QueueInfo, WorkerInfo, rescue
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import DEFAULT_MAX_RETRIES, Job, JobState, decode, decode_spec, encode_spec
 

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from taskmill.backends.base import CLOCK_CHECK, Backend
+from taskmill.backends.base import Backend
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_records import job_of, pairs
 from taskmill.backends.redis_scripts import PREFIX, Op, command, noscript, queue_keys
+from taskmill.backends.rules import CLOCK_CHECK
 from taskmill.errors import BackendError
 from taskmill.job import Job, JobState
 
@@ -80,14 +81,14 @@ class RedisClaims(Backend):
     async def _wait(self, queues: list[str], timeout: float) -> None:
         await self._idle(queues, timeout, None)
 
-    async def wait_and_claim(
-        self, queues: Sequence[str], worker_id: str, limit: int, lease: float, timeout: float
+    async def _wait_and_claim(
+        self, queues: list[str], worker_id: str, limit: int, lease: float, timeout: float
     ) -> list[Job]:
         if self.cluster:  # the wake lists and the claim may be on different nodes
-            return await super().wait_and_claim(queues, worker_id, limit, lease, timeout)
+            return await super()._wait_and_claim(queues, worker_id, limit, lease, timeout)
         # The first queue's claim rides on the wake-up; the worker asks the others next.
         claim = Claim(queues[0], worker_id, limit, lease)
-        return await self._idle(list(dict.fromkeys(queues)), timeout, claim)
+        return await self._idle(queues, timeout, claim)
 
     async def _idle(self, names: list[str], timeout: float, claim: Claim | None) -> list[Job]:
         """wait(), and with `claim`, its jobs as the wait ends: run on the blocking

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from taskmill.backends.base import Clock, Lease
+from taskmill.backends.base import Clock
 from taskmill.backends.redis_scripts import PREFIX
+from taskmill.backends.rules import Lease
 from taskmill.schedule import RECENT_JOBS, Schedule
 
 SCHEDULES = f"{PREFIX}:{{@}}:schedules"

@@ -22,8 +22,8 @@ import hashlib
 from importlib.resources import files
 from typing import Any, NamedTuple
 
-from taskmill.backends.base import THROUGHPUT_WINDOW
 from taskmill.backends.redis_client import ReplyError
+from taskmill.backends.rules import THROUGHPUT_WINDOW
 from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_TTL, PRIORITY_MAX
 
 QUEUE_SCRIPTS = (

@@ -20,12 +20,12 @@ from typing import Any
 
 import orjson
 
-from taskmill.backends.base import (
+from taskmill.backends.base import Backend, Clock
+from taskmill.backends.migrations import pending
+from taskmill.backends.rules import (
     CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
-    Backend,
-    Clock,
     Outcome,
     QueueInfo,
     WorkerInfo,
@@ -33,7 +33,6 @@ from taskmill.backends.base import (
     in_claim_order,
     rescue,
 )
-from taskmill.backends.migrations import pending
 from taskmill.backends.sqlite_schedules import SQLiteSchedules
 from taskmill.backends.sqlite_watch import watcher
 from taskmill.backends.sqlite_writer import Writer

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from taskmill.backends.base import Clock, Lease
+from taskmill.backends.base import Clock
+from taskmill.backends.rules import Lease
 from taskmill.backends.sqlite_writer import Writer
 from taskmill.schedule import Schedule, recorded
 
