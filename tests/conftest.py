@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import shutil
@@ -292,15 +293,24 @@ class PostgresCluster:
         self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.directory / "data"))
 
 
+@contextlib.contextmanager
+def fresh_schema(database: str) -> Iterator[str]:
+    """The URL of a fresh, empty schema of `database`, dropped afterwards."""
+    schema = f"taskmill_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    try:
+        yield in_schema(database, schema)
+    finally:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
 @pytest.fixture
 def postgres_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty schema of the server's database, dropped after the test."""
-    schema = f"taskmill_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}".encode())
-    yield in_schema(postgres_server, schema)
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+    with fresh_schema(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture

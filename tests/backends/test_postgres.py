@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -30,7 +29,7 @@ from taskmill.backends.rules import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import FINISHED_STATES, WAITING_STATES, Job
 from tests import sample_tasks
-from tests.conftest import in_schema
+from tests.conftest import fresh_schema
 
 ROOT = Path(__file__).parent.parent.parent
 #: The schema written out for readers, which the migrations, applied in order, must make.
@@ -70,12 +69,8 @@ async def catalog(url: str) -> str:
 @pytest.fixture
 def other_postgres_url(postgres_server: str) -> Iterator[str]:
     """A second fresh schema, beside postgres_url's."""
-    schema = f"taskmill_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}".encode())
-    yield in_schema(postgres_server, schema)
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+    with fresh_schema(postgres_server) as url:
+        yield url
 
 
 async def test_migrations_in_order_make_the_schema_written_out(

@@ -25,6 +25,7 @@ from typing import Any
 
 from taskmill.backends.rules import (
     Lease,
+    Listing,
     Outcome,
     QueueInfo,
     WorkerInfo,
@@ -101,21 +102,13 @@ class Backend(ABC):
         before = parse_cursor(cursor)
         if limit <= 0:
             return [], None
-        jobs, after = await self._list_jobs(state, queue, task, limit, before)
+        jobs, after = await self._list_jobs(Listing(state, queue, task, limit, before))
         return jobs, None if after is None else str(after)
 
     @abstractmethod
-    async def _list_jobs(
-        self,
-        state: JobState | None,
-        queue: str | None,
-        task: str | None,
-        limit: int,
-        before: int | None,
-    ) -> tuple[list[Job], int | None]:
-        """Storage step of list_jobs: up to `limit` (> 0) matching jobs listed below the
-        position `before` (all when None), newest first, and the position of the last one
-        if more may follow, else None."""
+    async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
+        """Storage step of list_jobs: the listing's jobs, newest first, and the position of
+        the last one if more may follow, else None."""
 
     @abstractmethod
     async def cancel(self, job_id: str) -> Job | None:
@@ -390,10 +383,24 @@ class Backend(ABC):
         async connection), inside the caller's current transaction: the jobs exist, and
         wake workers, only if it commits. Needs no open(): none of the backend's own
         connections is used."""
+        if not jobs:
+            return []
+        prepare(jobs, self.clock())
+        return await self._enqueue_on(connection, jobs)
+
+    async def _enqueue_on(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+        """Storage step of enqueue_on: jobs already prepared, at least one."""
         raise ConfigError(self._NOT_ON_A_CONNECTION)
 
     def enqueue_on_sync(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
         """enqueue_on() on the driver's sync connection, in the calling thread."""
+        if not jobs:
+            return []
+        prepare(jobs, self.clock())
+        return self._enqueue_on_sync(connection, jobs)
+
+    def _enqueue_on_sync(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+        """Storage step of enqueue_on_sync: jobs already prepared, at least one."""
         raise ConfigError(self._NOT_ON_A_CONNECTION)
 
     _NOT_ON_A_CONNECTION = (

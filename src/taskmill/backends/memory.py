@@ -20,6 +20,7 @@ from taskmill.backends.rules import (
     THROUGHPUT_WINDOW,
     WORKER_TTL,
     Lease,
+    Listing,
     Outcome,
     QueueInfo,
     WorkerInfo,
@@ -112,14 +113,8 @@ class MemoryBackend(Backend):
             job = self._store.jobs.get(job_id)
             return _copy(job) if job else None
 
-    async def _list_jobs(
-        self,
-        state: JobState | None,
-        queue: str | None,
-        task: str | None,
-        limit: int,
-        before: int | None,
-    ) -> tuple[list[Job], int | None]:
+    async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
+        state, queue, task, limit, before = listing
         store = self._store
         with self._lock:
             matching = [

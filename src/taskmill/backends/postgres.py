@@ -51,12 +51,12 @@ from taskmill.backends.rules import (
     CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
+    Listing,
     Outcome,
     QueueInfo,
     WorkerInfo,
     fold_counts,
     in_claim_order,
-    prepare,
     rescue,
 )
 from taskmill.errors import BackendError, ConfigError
@@ -203,14 +203,8 @@ class PostgresBackend(PostgresSchedules, Backend):
         rows = await self._rows("get", {"id": job_id})
         return job(rows[0]) if rows else None
 
-    async def _list_jobs(
-        self,
-        state: JobState | None,
-        queue: str | None,
-        task: str | None,
-        limit: int,
-        before: int | None,
-    ) -> tuple[list[Job], int | None]:
+    async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
+        state, queue, task, limit, before = listing
         params = {
             "state": None if state is None else state.value,
             "queue": queue,
@@ -439,27 +433,21 @@ class PostgresBackend(PostgresSchedules, Backend):
 
     # -- hooks (see Backend) ------------------------------------------------------------
 
-    async def enqueue_on(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+    async def _enqueue_on(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
         if not isinstance(connection, AsyncConnection):
             raise ConfigError(
                 "connection= takes a psycopg AsyncConnection in async code, not "
                 f"{type(connection).__name__}"
             )
-        if not jobs:
-            return []
-        prepare(jobs, self.clock())
         with _caller_errors():
             return await insert(connection, jobs)
 
-    def enqueue_on_sync(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
+    def _enqueue_on_sync(self, connection: object, jobs: Sequence[Job]) -> list[Job]:
         if not isinstance(connection, psycopg.Connection):
             raise ConfigError(
                 "connection= takes a psycopg Connection in sync code, not "
                 f"{type(connection).__name__}"
             )
-        if not jobs:
-            return []
-        prepare(jobs, self.clock())
         with _caller_errors():
             return insert_sync(connection, jobs)
 

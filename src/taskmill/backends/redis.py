@@ -63,7 +63,7 @@ from taskmill.backends.redis_scripts import (
     noscript,
     queue_keys,
 )
-from taskmill.backends.rules import WORKER_TTL, Outcome, QueueInfo, WorkerInfo, rescue
+from taskmill.backends.rules import WORKER_TTL, Listing, Outcome, QueueInfo, WorkerInfo, rescue
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import DEFAULT_MAX_RETRIES, Job, JobState, decode, decode_spec, encode_spec
 
@@ -302,14 +302,8 @@ class RedisBackend(RedisSchedules, RedisClaims):
         (fields,) = await self._exec([("HGETALL", queue_keys(queue).job + job_id)])
         return job_of(queue, {**pairs(fields), b"id": job_id.encode()}) if fields else None
 
-    async def _list_jobs(
-        self,
-        state: JobState | None,
-        queue: str | None,
-        task: str | None,
-        limit: int,
-        before: int | None,
-    ) -> tuple[list[Job], int | None]:
+    async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
+        state, queue, task, limit, before = listing
         queues = [queue] if queue is not None else await self._queues()
         args = ["+inf" if before is None else before, limit, state or "", task or ""]
         results = await self._exec([("script", "list", queue_keys(q), args) for q in queues])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import WAITING_STATES, AttemptError, Job, JobState
@@ -33,6 +33,17 @@ OUTCOME_STATES = frozenset(
 #: Finished jobs that maintain() deletes once their result_ttl has passed; DEAD jobs stay
 #: in the dead-letter queue until requeued or purged.
 PRUNABLE_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.EXPIRED})
+
+
+class Listing(NamedTuple):
+    """A page of list_jobs as a storage step gets it: jobs matching every filter that is
+    not None, at most `limit` (> 0) of them, listed below the position `before`."""
+
+    state: JobState | None
+    queue: str | None
+    task: str | None
+    limit: int
+    before: int | None
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from taskmill.backends.rules import (
     CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
+    Listing,
     Outcome,
     QueueInfo,
     WorkerInfo,
@@ -299,14 +300,8 @@ class SQLiteBackend(SQLiteSchedules, Backend):
     async def get(self, job_id: str) -> Job | None:
         return await self._db.run(lambda conn: _get(conn, job_id))
 
-    async def _list_jobs(
-        self,
-        state: JobState | None,
-        queue: str | None,
-        task: str | None,
-        limit: int,
-        before: int | None,
-    ) -> tuple[list[Job], int | None]:
+    async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
+        state, queue, task, limit, before = listing
         where, params = _filters(state=state, queue=queue, task=task)
         if before is not None:
             where.append("seq < ?")
