@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any
 
 from taskmill.backends.rules import (
+    Heartbeat,
     Lease,
     Listing,
     Outcome,
@@ -192,7 +194,6 @@ class Backend(ABC):
         if jobs:
             await self.finish([Outcome(j.id, j.token or "", JobState.PENDING) for j in jobs])
 
-    @abstractmethod
     async def heartbeat(
         self,
         worker: WorkerInfo,
@@ -206,6 +207,13 @@ class Backend(ABC):
         lease_until = now + lease and, if given, its progress. Returns the ids the worker
         must stop running: those whose cancellation was requested, and those it no longer
         holds (token changed, job gone)."""
+        now = self.clock()
+        seen = dataclasses.replace(worker, last_seen=now)
+        return await self._heartbeat(Heartbeat(seen, held, progress, now + lease))
+
+    @abstractmethod
+    async def _heartbeat(self, beat: Heartbeat) -> set[str]:
+        """Storage step of heartbeat."""
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Record how attempts ended, in one round trip; each outcome is applied only if its

@@ -19,6 +19,7 @@ from taskmill.backends.rules import (
     PRUNABLE_STATES,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
+    Heartbeat,
     Lease,
     Listing,
     Outcome,
@@ -237,23 +238,17 @@ class MemoryBackend(Backend):
             ok = job is not None and job.state == JobState.RUNNING and job.token == token
             yield job_id, job if ok else None
 
-    async def heartbeat(
-        self,
-        worker: WorkerInfo,
-        held: Mapping[str, str],
-        lease: float,
-        progress: Mapping[str, float],
-    ) -> set[str]:
-        now, stop = self.clock(), set()
+    async def _heartbeat(self, beat: Heartbeat) -> set[str]:
+        stop = set()
         with self._lock:
-            self._store.workers[worker.id] = dataclasses.replace(worker, last_seen=now)
-            for job_id, job in self._held(held):
+            self._store.workers[beat.worker.id] = beat.worker
+            for job_id, job in self._held(beat.held):
                 if job is None or job.cancel_requested:
                     stop.add(job_id)
                 if job is not None:
-                    job.lease_until = now + lease
-                    if job_id in progress:
-                        job.progress = progress[job_id]
+                    job.lease_until = beat.lease_until
+                    if job_id in beat.progress:
+                        job.progress = beat.progress[job_id]
         return stop
 
     async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:

@@ -51,6 +51,7 @@ from taskmill.backends.rules import (
     CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
+    Heartbeat,
     Listing,
     Outcome,
     QueueInfo,
@@ -311,23 +312,17 @@ class PostgresBackend(PostgresSchedules, Backend):
         rows = await self._rows("next_run_at", {"queues": queues, "now": self.clock()})
         return None if rows[0][0] is None else float(rows[0][0])
 
-    async def heartbeat(
-        self,
-        worker: WorkerInfo,
-        held: Mapping[str, str],
-        lease: float,
-        progress: Mapping[str, float],
-    ) -> set[str]:
-        now = self.clock()
+    async def _heartbeat(self, beat: Heartbeat) -> set[str]:
+        worker, held, progress, lease_until = beat
         beats = [
             {"id": job_id, "token": token, "progress": progress.get(job_id)}
             for job_id, token in held.items()
         ]
         params = {
             "worker": worker.id,
-            "info": orjson.dumps({**worker.to_dict(), "last_seen": now}).decode(),
-            "now": now,
-            "lease_until": now + lease,
+            "info": orjson.dumps(worker.to_dict()).decode(),
+            "now": worker.last_seen,
+            "lease_until": lease_until,
             "held": orjson.dumps(beats).decode(),
         }
         keep = {row[0] for row in await self._rows("heartbeat", params)}

@@ -63,7 +63,15 @@ from taskmill.backends.redis_scripts import (
     noscript,
     queue_keys,
 )
-from taskmill.backends.rules import WORKER_TTL, Listing, Outcome, QueueInfo, WorkerInfo, rescue
+from taskmill.backends.rules import (
+    WORKER_TTL,
+    Heartbeat,
+    Listing,
+    Outcome,
+    QueueInfo,
+    WorkerInfo,
+    rescue,
+)
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import DEFAULT_MAX_RETRIES, Job, JobState, decode, decode_spec, encode_spec
 
@@ -338,20 +346,14 @@ class RedisBackend(RedisSchedules, RedisClaims):
 
     # -- workers (claims and waits: redis_claim.py) ---------------------------------------
 
-    async def heartbeat(
-        self,
-        worker: WorkerInfo,
-        held: Mapping[str, str],
-        lease: float,
-        progress: Mapping[str, float],
-    ) -> set[str]:
-        now = self.clock()
-        info = orjson.dumps({**worker.to_dict(), "last_seen": now})
+    async def _heartbeat(self, beat: Heartbeat) -> set[str]:
+        worker, held, progress, lease_until = beat
+        info = orjson.dumps(worker.to_dict())
         owners = await self._owners(list(held))
         by_queue: dict[str, list[Any]] = {}
         for job_id, token in held.items():
             if job_id in owners:
-                args = by_queue.setdefault(owners[job_id], [now + lease])
+                args = by_queue.setdefault(owners[job_id], [lease_until])
                 args += [job_id, token, progress.get(job_id, "")]
         ops: list[Op] = [("HSET", WORKERS, worker.id, info)]
         ops += [("script", "heartbeat", queue_keys(q), args) for q, args in by_queue.items()]

@@ -46,6 +46,16 @@ class Listing(NamedTuple):
     before: int | None
 
 
+class Heartbeat(NamedTuple):
+    """A heartbeat as a storage step gets it: the worker as seen now (last_seen set), the
+    jobs it holds (id -> token) with the progress reported, and the leases' new end."""
+
+    worker: WorkerInfo
+    held: Mapping[str, str]
+    progress: Mapping[str, float]
+    lease_until: float
+
+
 @dataclass(slots=True)
 class Outcome:
     """How one attempt ended, as decided by the worker that held it.

@@ -26,6 +26,7 @@ from taskmill.backends.rules import (
     CLOCK_CHECK,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
+    Heartbeat,
     Listing,
     Outcome,
     QueueInfo,
@@ -401,28 +402,22 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         finally:
             self._watcher.remove(waiter)
 
-    async def heartbeat(
-        self,
-        worker: WorkerInfo,
-        held: Mapping[str, str],
-        lease: float,
-        progress: Mapping[str, float],
-    ) -> set[str]:
-        now = self.clock()
-        info = _dumps({**worker.to_dict(), "last_seen": now})
+    async def _heartbeat(self, beat: Heartbeat) -> set[str]:
+        worker, held, progress, lease_until = beat
+        info = _dumps(worker.to_dict())
 
         def run(conn: sqlite3.Connection) -> set[str]:
             conn.execute(
                 "INSERT INTO workers (id, info, last_seen) VALUES (?, ?, ?) ON CONFLICT (id) "
                 "DO UPDATE SET info = excluded.info, last_seen = excluded.last_seen",
-                (worker.id, info, now),
+                (worker.id, info, worker.last_seen),
             )
             stop = set()
             for job_id, token in held.items():
                 rows = conn.execute(
                     "UPDATE jobs SET lease_until = ?, progress = coalesce(?, progress) "
                     "WHERE id = ? AND state = 'running' AND token = ? RETURNING cancel_requested",
-                    (now + lease, progress.get(job_id), job_id, token),
+                    (lease_until, progress.get(job_id), job_id, token),
                 ).fetchall()
                 if not rows or rows[0][0]:
                     stop.add(job_id)
