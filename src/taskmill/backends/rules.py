@@ -236,3 +236,14 @@ def fold_counts(
             info.ready_by_priority[priority] = info.ready_by_priority.get(priority, 0) + due
     elif state in (JobState.SUCCEEDED, JobState.DEAD):
         info.finished_recently += recent
+
+
+#: How the error of a quarantined record starts (see corrupt()).
+CORRUPT = "corrupt record: "
+
+
+def corrupt(reason: str, now: float, attempt: int = 0) -> AttemptError:
+    """The error recorded on a job whose stored record cannot be used (undecodable, of the
+    wrong shape, half gone): the job is quarantined in the dead-letter queue with it,
+    never retried and never left in the way of its queue's other jobs."""
+    return AttemptError(attempt, CORRUPT + reason, None, None, now)
