@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from taskmill.backends import Outcome, connect, sqlite
+from taskmill.backends import Outcome, connect, sqlite_sql
 from taskmill.backends.rules import OUTCOME_STATES, PRUNABLE_STATES
 from taskmill.backends.sqlite import SQLiteBackend
 from taskmill.errors import BackendError, ConfigError
@@ -99,10 +99,11 @@ def test_the_states_written_out_in_sql_are_those_of_the_rules() -> None:
     """The queries repeat the state lists of the partial indexes, or SQLite would not use
     them; the lists must still be the states base.py names."""
     init = files("taskmill.backends").joinpath("sql", "sqlite", "0001_init.sql").read_text()
-    for written, states in ((sqlite._WAITING, WAITING_STATES), (sqlite._PRUNABLE, PRUNABLE_STATES)):
+    written_out = ((sqlite_sql.WAITING, WAITING_STATES), (sqlite_sql.PRUNABLE, PRUNABLE_STATES))
+    for written, states in written_out:
         assert f"state IN {written}" in init
         assert {JobState(name) for name in re.findall(r"'(\w+)'", written)} == states
-    assert set(sqlite._FINISH) == OUTCOME_STATES
+    assert set(sqlite_sql.FINISH) == OUTCOME_STATES
 
 
 async def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:

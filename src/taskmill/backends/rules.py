@@ -10,13 +10,18 @@ of an expired lease, the claim order, the folding of queue counts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import WAITING_STATES, AttemptError, Job, JobState
+from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, decode_spec
 from taskmill.retry import RetryPolicy
+
+log = logging.getLogger("taskmill")
+_Row = TypeVar("_Row")
+_Read = TypeVar("_Read")
 
 #: A worker not seen for this long is no longer listed as live.
 WORKER_TTL = 60.0
@@ -247,3 +252,75 @@ def corrupt(reason: str, now: float, attempt: int = 0) -> AttemptError:
     wrong shape, half gone): the job is quarantined in the dead-letter queue with it,
     never retried and never left in the way of its queue's other jobs."""
     return AttemptError(attempt, CORRUPT + reason, None, None, now)
+
+
+#: How much of a reason, or of an unreadable stored value, a quarantine error quotes.
+QUOTE = 200
+
+
+def sift(
+    rows: Iterable[_Row], read: Callable[[_Row], _Read]
+) -> tuple[list[_Read], list[tuple[_Row, str]]]:
+    """Rows read as records, and apart those that cannot be, each with why. Any error of
+    `read` is the record's: a stored value of the wrong type or shape fails in many ways,
+    and none of them may stop the reading of the other rows."""
+    good, bad = [], []
+    for row in rows:
+        try:
+            good.append(read(row))
+        except Exception as exc:  # any error: see the docstring
+            bad.append((row, f"{type(exc).__name__}: {exc}"[:QUOTE]))
+    return good, bad
+
+
+def skipped(job_id: object, reason: str) -> None:
+    """Log a record a read leaves out because it cannot be read (listings show the rest;
+    a claim or upkeep that meets it quarantines it)."""
+    log.warning("job %r left out: its record cannot be read (%s)", job_id, reason)
+
+
+def lost(queue: str, ids: Iterable[bytes | str]) -> None:
+    """Log index entries dropped because the record they point to is gone."""
+    for job_id in ids:
+        name = job_id.decode(errors="replace") if isinstance(job_id, bytes) else job_id
+        log.warning("queue %r: index entry %r dropped: its job record is gone", queue, name)
+
+
+@dataclass(slots=True, frozen=True)
+class Quarantine:
+    """How a record that cannot be used is stored in the dead-letter queue: DEAD, with
+    `errors` (those that can still be read, then corrupt()) and `spec` (the stored one if
+    it can be read, else the defaults' b"{}": the error quotes what it was), so that the
+    record reads back and lists like any dead job. Requeue leaves it dead."""
+
+    job_id: str
+    error: AttemptError
+    errors: list[dict[str, Any]]
+    spec: bytes | None
+
+
+def quarantine(
+    job_id: str, reason: str, now: float, attempt: int, *, spec: Any, errors: Any
+) -> Quarantine:
+    """The quarantine of a record that `reason` says cannot be used, given its stored spec
+    and errors (None where it has none); logs it."""
+    notes = [reason]
+    kept: list[dict[str, Any]] = []
+    if errors is not None:
+        try:
+            kept = [AttemptError.from_dict(e).to_dict() for e in decode(errors)]
+        except Exception:  # any error: the column cannot be read
+            notes.append(f"errors were {_quote(errors)}")
+    new_spec = None
+    try:
+        decode_spec(b"{}" if spec is None else spec)
+    except Exception:  # any error: the column cannot be read
+        new_spec = b"{}"
+        notes.append(f"spec was {_quote(spec)}")
+    error = corrupt("; ".join(notes), now, attempt)
+    log.error("job %r quarantined in the dead-letter queue: %s", job_id, error.error)
+    return Quarantine(job_id, error, [*kept, error.to_dict()], new_spec)
+
+
+def _quote(value: Any) -> str:
+    return repr(value)[:QUOTE]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import operator
 import os
 import sqlite3
 import time
@@ -24,6 +23,7 @@ from taskmill.backends.base import Backend, Clock
 from taskmill.backends.migrations import pending
 from taskmill.backends.rules import (
     CLOCK_CHECK,
+    CORRUPT,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
     Heartbeat,
@@ -33,9 +33,31 @@ from taskmill.backends.rules import (
     WorkerInfo,
     fold_counts,
     in_claim_order,
+    quarantine,
     rescue,
+    sift,
+    skipped,
 )
 from taskmill.backends.sqlite_schedules import SQLiteSchedules
+from taskmill.backends.sqlite_sql import (
+    ATTEMPTS,
+    CLAIM,
+    ERRORS,
+    FINISH,
+    ID,
+    INSERT,
+    NEXT_RUN_AT,
+    PLAIN,
+    PRUNABLE,
+    QUARANTINE,
+    RESCUE,
+    RUNNING,
+    SELECT,
+    SPEC,
+    WAITING,
+    marks,
+    plain_values,
+)
 from taskmill.backends.sqlite_watch import watcher
 from taskmill.backends.sqlite_writer import Writer
 from taskmill.errors import ConfigError
@@ -54,91 +76,16 @@ MIN_SQLITE = (3, 38, 0)
 #: Finished jobs deleted per `maintain` at most, so that one call never holds the lock long.
 PRUNE_BATCH = 10_000
 
-# WAITING_STATES and PRUNABLE_STATES, written out as in the partial indexes of 0001_init.sql
-# (test_sqlite checks both): SQLite uses a partial index only when the query repeats its
-# WHERE clause, so they cannot be bound as parameters.
-_WAITING = "('pending', 'scheduled', 'retrying')"
-_PRUNABLE = "('succeeded', 'cancelled', 'expired')"
-
-
-def _marks(count: int) -> str:
-    return ", ".join("?" * count)
-
-
-# Job fields stored as they are, one column each.
-_PLAIN = (
-    "id", "task", "queue", "priority", "payload", "max_retries", "result_ttl", "expires_at",
-    "created_at", "run_at", "started_at", "finished_at", "attempts", "worker", "token",
-    "lease_until", "progress", "cancel_requested",
-)  # fmt: skip
-_plain_values = operator.attrgetter(*_PLAIN)
-# What _job() reads: _PLAIN, then the stored forms of state, errors, result, spec; then seq.
-_COLUMNS = ", ".join((*_PLAIN, "state", "errors", "result", "spec", "seq"))
-_SELECT = f"SELECT {_COLUMNS} FROM jobs"
-_INSERT = (
-    f"INSERT INTO jobs ({', '.join((*_PLAIN, 'state', 'errors', 'result', 'spec', 'due'))}) "
-    f"VALUES ({_marks(len(_PLAIN) + 5)}) ON CONFLICT (id) DO NOTHING"
-)
-_CLAIM = f"""
-UPDATE jobs SET state = 'running', attempts = attempts + 1, token = lower(hex(randomblob(8))),
-    worker = ?, started_at = ?, lease_until = ?, cancel_requested = 0
-WHERE seq IN (
-    SELECT seq FROM jobs WHERE queue = ? AND due = 1 AND state IN {_WAITING} AND run_at <= ?
-    ORDER BY priority DESC, seq LIMIT ?)
-RETURNING {_COLUMNS}"""
-# Running jobs of a queue, through the partial index on running jobs: a handful.
-_RUNNING = "SELECT count(*) FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND queue = ?"
-# A queue's next job is due now if one is in the claim index (almost always due), else at
-# the earliest run_at among the rest. The planner would scan the table for the first part.
-_NEXT_RUN_AT = f"""
-SELECT coalesce(
-    (SELECT ? FROM jobs INDEXED BY jobs_claim WHERE queue = ? AND due = 1 AND state IN {_WAITING}
-     LIMIT 1),
-    (SELECT run_at FROM jobs WHERE queue = ? AND due = 0 AND state IN {_WAITING}
-     ORDER BY run_at LIMIT 1))"""
-# finish() takes a whole batch in one statement per kind of outcome: the outcomes arrive
-# as one JSON array of [id, token, result, error, run_at, progress], joined to jobs by id.
-_OUTCOMES = (
-    "(SELECT value ->> 0 AS oid, value ->> 1 AS otoken, value -> 2 AS oresult, "
-    "value -> 3 AS oerror, value ->> 4 AS orun_at, value ->> 5 AS oprogress "
-    "FROM json_each(:outcomes)) AS o"
-)
-_APPEND_ERROR = (
-    "errors = CASE WHEN oerror = 'null' THEN errors "
-    "ELSE json_insert(errors, '$[#]', json(oerror)) END"
-)
-_FINISH = {
-    state: f"UPDATE jobs SET {sets}, token = NULL, lease_until = NULL, "
-    f"progress = coalesce(oprogress, progress) FROM {_OUTCOMES} "
-    "WHERE jobs.id = oid AND jobs.state = 'running' AND jobs.token = otoken RETURNING jobs.id"
-    for state, sets in {
-        JobState.SUCCEEDED: "state = 'succeeded', result = oresult, finished_at = :now",
-        JobState.RETRYING: f"state = 'retrying', {_APPEND_ERROR}, run_at = orun_at, "
-        "due = orun_at <= :now",
-        JobState.DEAD: f"state = 'dead', {_APPEND_ERROR}, finished_at = :now",
-        JobState.CANCELLED: f"state = 'cancelled', {_APPEND_ERROR}, finished_at = :now",
-        JobState.PENDING: "attempts = attempts - 1, due = jobs.run_at <= :now, "
-        "state = CASE WHEN cancel_requested THEN 'cancelled' "
-        "WHEN jobs.run_at > :now THEN 'scheduled' ELSE 'pending' END, "
-        "finished_at = CASE WHEN cancel_requested THEN :now END",
-    }.items()
-}
-_RESCUE = (
-    "UPDATE jobs SET state = ?, finished_at = ?, run_at = coalesce(?, run_at), due = ?, "
-    "token = NULL, lease_until = NULL, errors = json_insert(errors, '$[#]', json(?)) "
-    "WHERE id = ?"
-)
-
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
 def _job(row: Sequence[Any]) -> Job:
-    """A Job from a row selected as _COLUMNS."""
+    """A Job from a row selected as COLUMNS."""
     *plain, state, errors, result, spec, _seq = row
     job = Job(
-        **dict(zip(_PLAIN, plain, strict=True)),
+        **dict(zip(PLAIN, plain, strict=True)),
         state=JobState(state),
         errors=[AttemptError.from_dict(e) for e in decode(errors)] if errors != "[]" else [],
         result=None if result is None else decode(result),
@@ -152,7 +99,7 @@ def _job(row: Sequence[Any]) -> Job:
 def _row(job: Job) -> tuple[Any, ...]:
     """The INSERT parameters of a new job record."""
     return (
-        *_plain_values(job),
+        *plain_values(job),
         job.state.value,
         _dumps([e.to_dict() for e in job.errors]) if job.errors else "[]",
         None if job.result is None else encode(job.result),
@@ -161,16 +108,39 @@ def _row(job: Job) -> tuple[Any, ...]:
     )
 
 
+def _claimed(row: Sequence[Any]) -> tuple[Job, int]:
+    return _job(row), row[-1]
+
+
 def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
-    row = conn.execute(f"{_SELECT} WHERE id = ?", (job_id,)).fetchone()
-    return None if row is None else _job(row)
+    jobs = _readable(conn.execute(f"{SELECT} WHERE id = ?", (job_id,)).fetchall())
+    return jobs[0] if jobs else None
+
+
+def _readable(rows: Sequence[Sequence[Any]]) -> list[Job]:
+    """The rows' jobs, leaving out (and logging) records that cannot be read: a reader is
+    shown the others; the claim or upkeep that meets one quarantines it."""
+    jobs, bad = sift(rows, _job)
+    for row, reason in bad:
+        skipped(row[ID], reason)
+    return jobs
+
+
+def _quarantine(conn: sqlite3.Connection, bad: list[tuple[Any, str]], now: float) -> None:
+    """Send the records that could not be read to the dead-letter queue, in the caller's
+    transaction."""
+    rows = []
+    for row, reason in bad:
+        q = quarantine(row[ID], reason, now, row[ATTEMPTS], spec=row[SPEC], errors=row[ERRORS])
+        rows.append((now, _dumps(q.errors), q.spec, q.job_id))
+    conn.executemany(QUARANTINE, rows)
 
 
 def _gates(conn: sqlite3.Connection, queues: list[str]) -> tuple[set[str], dict[str, int]]:
     """Of these queues, the paused ones, and the concurrency limit of those that have one."""
     sql = (
         "SELECT name, paused, settings ->> '$.concurrency' FROM queues WHERE name IN "
-        f"({_marks(len(queues))}) AND (paused OR settings ->> '$.concurrency' IS NOT NULL)"
+        f"({marks(len(queues))}) AND (paused OR settings ->> '$.concurrency' IS NOT NULL)"
     )
     paused, caps = set(), {}
     for name, is_paused, cap in conn.execute(sql, queues):
@@ -182,7 +152,7 @@ def _gates(conn: sqlite3.Connection, queues: list[str]) -> tuple[set[str], dict[
 
 
 def _paused(conn: sqlite3.Connection, queues: list[str]) -> set[str]:
-    sql = f"SELECT name FROM queues WHERE paused AND name IN ({_marks(len(queues))})"
+    sql = f"SELECT name FROM queues WHERE paused AND name IN ({marks(len(queues))})"
     return {name for (name,) in conn.execute(sql, queues)}
 
 
@@ -190,7 +160,7 @@ def _next_run_at(conn: sqlite3.Connection, queues: list[str], now: float) -> flo
     """When a job waiting in these queues, unless paused, is due: now, or its run_at."""
     paused = _paused(conn, queues)
     times = [
-        conn.execute(_NEXT_RUN_AT, (now, queue, queue)).fetchone()[0]
+        conn.execute(NEXT_RUN_AT, (now, queue, queue)).fetchone()[0]
         for queue in queues
         if queue not in paused
     ]
@@ -286,12 +256,12 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         def run(conn: sqlite3.Connection) -> dict[str, Job]:
             (last,) = conn.execute("SELECT coalesce(max(seq), 0) FROM jobs").fetchone()
             changes = conn.total_changes
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT, rows)
             if conn.total_changes - changes == len(rows):
                 return {}
             # Some ids were taken: by rows stored before this call, or earlier in the batch.
             ids = _dumps([job.id for job in jobs])
-            sql = f"{_SELECT} WHERE seq <= ? AND id IN (SELECT value FROM json_each(?))"
+            sql = f"{SELECT} WHERE seq <= ? AND id IN (SELECT value FROM json_each(?))"
             return {job.id: job for job in map(_job, conn.execute(sql, (last, ids)))}
 
         stored = await self._db.write(run)
@@ -307,12 +277,12 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         if before is not None:
             where.append("seq < ?")
             params.append(before)
-        sql = f"{_SELECT} {_where(where)} ORDER BY seq DESC LIMIT ?"
+        sql = f"{SELECT} {_where(where)} ORDER BY seq DESC LIMIT ?"
 
         def run(conn: sqlite3.Connection) -> tuple[list[Job], int | None]:
             rows = conn.execute(sql, (*params, limit + 1)).fetchall()
             more = len(rows) > limit
-            return [_job(row) for row in rows[:limit]], rows[limit - 1][-1] if more else None
+            return _readable(rows[:limit]), rows[limit - 1][-1] if more else None
 
         return await self._db.run(run)
 
@@ -322,7 +292,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         def run(conn: sqlite3.Connection) -> Job | None:
             conn.execute(
                 "UPDATE jobs SET state = 'cancelled', finished_at = ? "
-                f"WHERE id = ? AND state IN {_WAITING}",
+                f"WHERE id = ? AND state IN {WAITING}",
                 (now, job_id),
             )
             sql = "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'"
@@ -340,18 +310,18 @@ class SQLiteBackend(SQLiteSchedules, Backend):
     async def _claim(
         self, queues: list[str], worker_id: str, limit: int, lease: float, now: float
     ) -> list[Job]:
-        marks = _marks(len(queues))
+        places = marks(len(queues))
 
         def run(conn: sqlite3.Connection) -> list[Job]:
             conn.execute(
                 # Left to itself, the planner scans every waiting job of the queue instead.
                 "UPDATE jobs INDEXED BY jobs_expiry SET state = 'expired', finished_at = ? "
-                f"WHERE state IN {_WAITING} AND expires_at <= ? AND queue IN ({marks})",
+                f"WHERE state IN {WAITING} AND expires_at <= ? AND queue IN ({places})",
                 (now, now, *queues),
             )
             conn.execute(
                 "UPDATE jobs SET due = 1 "
-                f"WHERE due = 0 AND state IN {_WAITING} AND run_at <= ? AND queue IN ({marks})",
+                f"WHERE due = 0 AND state IN {WAITING} AND run_at <= ? AND queue IN ({places})",
                 (now, *queues),
             )
             paused, caps = _gates(conn, queues)
@@ -362,15 +332,18 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 room = limit - len(rows)
                 if queue in caps:
                     # The write transaction makes count and claim one step for every process.
-                    (running,) = conn.execute(_RUNNING, (queue,)).fetchone()
+                    (running,) = conn.execute(RUNNING, (queue,)).fetchone()
                     room = min(room, caps[queue] - running)
                 if room > 0:
                     params = (worker_id, now, now + lease, queue, now, room)
-                    rows += conn.execute(_CLAIM, params).fetchall()
+                    rows += conn.execute(CLAIM, params).fetchall()
                     if len(rows) >= limit:
                         break
-            # RETURNING yields rows in no particular order; row[-1] is seq.
-            return in_claim_order(queues, [(_job(row), row[-1]) for row in rows])
+            taken, bad = sift(rows, _claimed)
+            if bad:
+                _quarantine(conn, bad, now)
+            # RETURNING yields rows in no particular order.
+            return in_claim_order(queues, taken)
 
         return await self._db.write(run)
 
@@ -443,7 +416,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 o.progress,
             ])  # fmt: skip
         statements = [
-            (turn, _FINISH[state], {"outcomes": orjson.dumps(rows).decode(), "now": now})
+            (turn, FINISH[state], {"outcomes": orjson.dumps(rows).decode(), "now": now})
             for (turn, state), rows in sorted(batches.items(), key=lambda item: item[0][0])
         ]
 
@@ -461,32 +434,33 @@ class SQLiteBackend(SQLiteSchedules, Backend):
 
     async def _maintain(self, now: float) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            expired = conn.execute(
-                "SELECT id, attempts, max_retries, spec, worker, cancel_requested FROM jobs "
-                "WHERE state = 'running' AND lease_until < ?",
-                (now,),
+            rows = conn.execute(
+                f"{SELECT} WHERE state = 'running' AND lease_until < ?", (now,)
             ).fetchall()
+            expired, bad = sift(rows, _job)
+            if bad:
+                _quarantine(conn, bad, now)
             rescues: list[tuple[Any, ...]] = []
-            for job_id, attempts, max_retries, spec, worker, cancel in expired:
+            for job in expired:
                 fate = rescue(
-                    attempts=attempts,
-                    max_retries=max_retries,
-                    cancel_requested=bool(cancel),
-                    retry=decode_spec(spec)[0],
-                    worker=worker,
+                    attempts=job.attempts,
+                    max_retries=job.max_retries,
+                    cancel_requested=job.cancel_requested,
+                    retry=job.retry,
+                    worker=job.worker,
                     now=now,
                 )
                 run_at, error = fate.run_at, _dumps(fate.error.to_dict())
                 due = run_at is not None and run_at <= now
-                rescues.append((fate.state.value, fate.finished_at, run_at, due, error, job_id))
-            conn.executemany(_RESCUE, rescues)
+                rescues.append((fate.state.value, fate.finished_at, run_at, due, error, job.id))
+            conn.executemany(RESCUE, rescues)
             conn.execute(
                 "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs "
-                f"WHERE state IN {_PRUNABLE} AND finished_at + result_ttl < ? LIMIT ?)",
+                f"WHERE state IN {PRUNABLE} AND finished_at + result_ttl < ? LIMIT ?)",
                 (now, PRUNE_BATCH),
             )
             conn.execute("DELETE FROM workers WHERE last_seen < ?", (now - WORKER_TTL,))
-            return len(rescues)
+            return len(rescues) + len(bad)
 
         rescued = await self._db.write(run)
         if rescued:
@@ -569,6 +543,10 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         self, ids: list[str] | None, queue: str | None, task: str | None, now: float
     ) -> int:
         where, params = _filters(state=JobState.DEAD, queue=queue, task=task)
+        # A quarantined record stays dead (rules.Quarantine), and so does one whose errors
+        # cannot be read.
+        where.append("json_valid(errors) AND coalesce(errors ->> '$[#-1].error', '') NOT LIKE ?")
+        params.append(f"{CORRUPT}%")
         if ids is not None:
             where.append("id IN (SELECT value FROM json_each(?))")
             params.append(_dumps(ids))

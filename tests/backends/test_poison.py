@@ -1,0 +1,143 @@
+"""Poison records (issue 17): a stored record a backend cannot read goes to the dead-letter
+queue as rules.corrupt() says, and its queue keeps flowing; an index entry whose record is
+gone is dropped. Each test corrupts the store behind the backend's back, the way a bad
+migration, a hand edit or a bug of another version would."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from taskmill.backends import Backend
+from taskmill.backends.redis_scripts import queue_keys
+from taskmill.backends.rules import CORRUPT
+from taskmill.job import Job, JobState
+from tests.conftest import FakeClock
+
+LEASE = 30.0
+
+#: How a backend's store is corrupted: url, queue, job id -> None.
+Corruption = Callable[[str, str, str], None]
+
+
+def _sqlite(column: str, value: Any) -> Corruption:
+    def corrupt(url: str, queue: str, job_id: str) -> None:
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            conn.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (value, job_id))
+
+    return corrupt
+
+
+def _redis_client(url: str) -> Any:
+    if "+cluster" in url:
+        node = url.split("://")[1].split(",")[0]
+        return redis.RedisCluster.from_url(f"redis://{node}")
+    return redis.Redis.from_url(url)
+
+
+def _redis(*command: Any) -> Corruption:
+    """A command on the job's hash: its key takes the place of KEY."""
+
+    def corrupt(url: str, queue: str, job_id: str) -> None:
+        key = queue_keys(queue).job + job_id
+        client = _redis_client(url)
+        try:
+            client.execute_command(*(key if part == "KEY" else part for part in command))
+        finally:
+            client.close()
+
+    return corrupt
+
+
+def _postgres(sql: str, value: Any) -> Corruption:
+    def corrupt(url: str, queue: str, job_id: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.encode(), (value, job_id))
+
+    return corrupt
+
+
+#: Per backend, each way its records are corrupted, by name.
+CORRUPTIONS: dict[str, dict[str, Corruption]] = {
+    "sqlite": {
+        "spec not JSON": _sqlite("spec", b"\xff{not json"),
+        "spec of the wrong shape": _sqlite("spec", b'{"retry": 7}'),
+        "errors not JSON": _sqlite("errors", "[{oops"),
+        "errors of the wrong shape": _sqlite("errors", "[1, 2]"),
+    },
+}
+#: The job's record deleted behind its indexes (Redis keeps them apart).
+GONE = _redis("DEL", "KEY")
+
+
+def kind_of(url: str) -> str:
+    scheme = url.split(":", 1)[0]
+    if scheme.startswith("redis"):
+        return "redis-cluster" if "+cluster" in url else "redis"
+    return "postgres" if scheme.startswith("postgres") else scheme
+
+
+def corruptions(url: str) -> dict[str, Corruption]:
+    found = CORRUPTIONS.get(kind_of(url))
+    if found is None:
+        pytest.skip("the memory backend stores no encoded records")
+    return found
+
+
+def assert_quarantined(job: Job | None) -> None:
+    assert job is not None
+    assert job.state == JobState.DEAD and job.finished_at is not None and job.token is None
+    assert job.errors and job.errors[-1].error.startswith(CORRUPT), job.errors
+
+
+async def test_a_claim_quarantines_what_it_cannot_read(url: str, backend: Backend) -> None:
+    for name, corrupt in corruptions(url).items():
+        bad, good = Job(task="t", queue=f"q{len(name)}"), Job(task="t", queue=f"q{len(name)}")
+        await backend.enqueue([bad, good])  # the bad one first: at the head of its queue
+        corrupt(url, bad.queue, bad.id)
+        taken = await backend.claim([bad.queue], "w1", 10, LEASE)
+        assert [job.id for job in taken] == [good.id], name
+        assert_quarantined(await backend.get(bad.id))
+        # It stays dead: requeue leaves it, and the queue has nothing left to hand out.
+        assert await backend.requeue(ids=[bad.id]) == 0, name
+        assert await backend.claim([bad.queue], "w1", 10, LEASE) == [], name
+        dead, _ = await backend.list_jobs(state=JobState.DEAD, queue=bad.queue)
+        assert [job.id for job in dead] == [bad.id], name
+
+
+async def test_upkeep_quarantines_a_running_job_it_cannot_read(
+    url: str, backend: Backend, clock: FakeClock
+) -> None:
+    found = corruptions(url)
+    jobs = [Job(task="t") for _ in found]
+    await backend.enqueue(jobs)
+    assert len(await backend.claim(["default"], "w1", 100, LEASE)) == len(jobs)
+    for job, corrupt in zip(jobs, found.values(), strict=True):
+        corrupt(url, job.queue, job.id)
+    clock.advance(LEASE + 1)
+    await backend.maintain()
+    for job in jobs:
+        assert_quarantined(await backend.get(job.id))
+    assert await backend.maintain() == 0  # not rescued again and again
+
+
+async def test_a_listing_leaves_out_what_it_cannot_read(
+    url: str, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = corruptions(url)
+    bad = [Job(task="t") for _ in found]
+    good = Job(task="t")
+    await backend.enqueue([*bad, good])
+    for job, corrupt in zip(bad, found.values(), strict=True):
+        corrupt(url, job.queue, job.id)
+    listed, _ = await backend.list_jobs()
+    # Those still readable are listed as they are; the others left out, and logged.
+    assert good.id in {job.id for job in listed}
+    assert all(job.state == JobState.PENDING for job in listed)
+    unread = {job.id for job in bad} - {job.id for job in listed}
+    assert all(job_id in caplog.text for job_id in unread)
