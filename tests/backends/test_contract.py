@@ -707,3 +707,23 @@ async def test_many_contenders_at_once_one_takes_the_lease(backend: Backend) -> 
         *(backend.acquire_lease("leader", f"h{i}", 10.0) for i in range(10))
     )
     assert len({lease.holder for lease in leases}) == 1
+
+
+async def test_ids_and_filters_with_nul_match_nothing(backend: Backend) -> None:
+    """No record holds NUL (PostgreSQL cannot store it): an id or filter with one is
+    answered as not found, never as an outage (issue 17)."""
+    job = make()
+    await backend.enqueue([job])
+    await backend.finish([failed(j, JobState.DEAD, FakeClock()) for j in await claim(backend)])
+    nul = f"{job.id}\x00"
+    assert await backend.get(nul) is None
+    assert await backend.cancel(nul) is None
+    assert await backend.delete(nul) is False
+    for queue, task in (("default\x00", None), (None, "t\x00")):
+        assert await backend.list_jobs(queue=queue, task=task) == ([], None)
+        assert await backend.purge(queue=queue, task=task) == 0
+        assert await backend.requeue(queue=queue, task=task) == 0
+    assert await backend.requeue(ids=[nul]) == 0
+    assert await backend.requeue(ids=[nul, job.id]) == 1
+    got = await backend.get(job.id)
+    assert got is not None and got.state == JobState.PENDING

@@ -32,6 +32,7 @@ from taskmill.backends.rules import (
     QueueInfo,
     WorkerInfo,
     check_outcomes,
+    matchable,
     parse_cursor,
     prepare,
 )
@@ -87,9 +88,13 @@ class Backend(ABC):
     async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:
         """Storage step of enqueue: jobs already prepared, at least one."""
 
-    @abstractmethod
     async def get(self, job_id: str) -> Job | None:
         """The job's record, or None."""
+        return await self._get(job_id) if matchable(job_id) else None
+
+    @abstractmethod
+    async def _get(self, job_id: str) -> Job | None:
+        """Storage step of get: an id that may be stored (rules.matchable())."""
 
     async def list_jobs(
         self,
@@ -102,7 +107,7 @@ class Backend(ABC):
     ) -> tuple[list[Job], str | None]:
         """Jobs matching every filter given, newest first, and the cursor of the next page."""
         before = parse_cursor(cursor)
-        if limit <= 0:
+        if limit <= 0 or not matchable(queue, task):
             return [], None
         jobs, after = await self._list_jobs(Listing(state, queue, task, limit, before))
         return jobs, None if after is None else str(after)
@@ -112,15 +117,23 @@ class Backend(ABC):
         """Storage step of list_jobs: the listing's jobs, newest first, and the position of
         the last one if more may follow, else None."""
 
-    @abstractmethod
     async def cancel(self, job_id: str) -> Job | None:
         """Cancel a job: a waiting one becomes CANCELLED now; a running one gets
         cancel_requested, which its worker learns at its next heartbeat; a finished one is
         left as it is. Returns the record afterwards, or None if there is no such job."""
+        return await self._cancel(job_id) if matchable(job_id) else None
 
     @abstractmethod
+    async def _cancel(self, job_id: str) -> Job | None:
+        """Storage step of cancel: an id that may be stored (rules.matchable())."""
+
     async def delete(self, job_id: str) -> bool:
         """Remove a job that is not running. True if it was removed."""
+        return await self._delete(job_id) if matchable(job_id) else False
+
+    @abstractmethod
+    async def _delete(self, job_id: str) -> bool:
+        """Storage step of delete: an id that may be stored (rules.matchable())."""
 
     # -- workers --------------------------------------------------------------------------
 
@@ -290,8 +303,10 @@ class Backend(ABC):
     ) -> int:
         """Move DEAD jobs matching every filter given (all when none is) back to PENDING,
         with attempts reset to 0 and run_at = now; their past errors are kept. Returns how
-        many moved."""
-        if ids is not None and not ids:
+        many moved. A job quarantined as corrupt (rules.Quarantine) stays dead."""
+        if ids is not None:
+            ids = [job_id for job_id in ids if matchable(job_id)]
+        if (ids is not None and not ids) or not matchable(queue, task):
             return 0
         return await self._requeue(
             None if ids is None else list(dict.fromkeys(ids)), queue, task, self.clock()
@@ -312,7 +327,7 @@ class Backend(ABC):
     ) -> int:
         """Delete finished jobs in `state` matching the filters. Returns how many (0 for a
         state that is not finished: only finished jobs are purged)."""
-        if not state.finished:
+        if not state.finished or not matchable(queue, task):
             return 0
         return await self._purge(state, queue, task)
 

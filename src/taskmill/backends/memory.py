@@ -109,7 +109,7 @@ class MemoryBackend(Backend):
                 out.append(_copy(job))
         return out
 
-    async def get(self, job_id: str) -> Job | None:
+    async def _get(self, job_id: str) -> Job | None:
         with self._lock:
             job = self._store.jobs.get(job_id)
             return _copy(job) if job else None
@@ -131,7 +131,7 @@ class MemoryBackend(Backend):
             more = len(matching) > limit
             return page, (store.seq[page[-1].id] if more and page else None)
 
-    async def cancel(self, job_id: str) -> Job | None:
+    async def _cancel(self, job_id: str) -> Job | None:
         with self._lock:
             job = self._store.jobs.get(job_id)
             if job is None:
@@ -143,7 +143,7 @@ class MemoryBackend(Backend):
                 job.cancel_requested = True
             return _copy(job)
 
-    async def delete(self, job_id: str) -> bool:
+    async def _delete(self, job_id: str) -> bool:
         with self._lock:
             job = self._store.jobs.get(job_id)
             if job is None or job.state == JobState.RUNNING:

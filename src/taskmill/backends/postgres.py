@@ -200,7 +200,7 @@ class PostgresBackend(PostgresSchedules, Backend):
         async with self._connection() as conn:
             return await insert(conn, jobs)
 
-    async def get(self, job_id: str) -> Job | None:
+    async def _get(self, job_id: str) -> Job | None:
         rows = await self._rows("get", {"id": job_id})
         return job(rows[0]) if rows else None
 
@@ -217,11 +217,11 @@ class PostgresBackend(PostgresSchedules, Backend):
         more = len(rows) > limit
         return [job(row) for row in rows[:limit]], rows[limit - 1][-1] if more else None
 
-    async def cancel(self, job_id: str) -> Job | None:
+    async def _cancel(self, job_id: str) -> Job | None:
         rows = await self._rows("cancel", {"id": job_id, "now": self.clock()})
-        return job(rows[0]) if rows else await self.get(job_id)
+        return job(rows[0]) if rows else await self._get(job_id)
 
-    async def delete(self, job_id: str) -> bool:
+    async def _delete(self, job_id: str) -> bool:
         return await self._count("delete", {"id": job_id}) == 1
 
     # -- workers --------------------------------------------------------------------------

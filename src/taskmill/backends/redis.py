@@ -303,7 +303,7 @@ class RedisBackend(RedisSchedules, RedisClaims):
                 )
         return stored
 
-    async def get(self, job_id: str) -> Job | None:
+    async def _get(self, job_id: str) -> Job | None:
         queue = await self._owner(job_id)
         if queue is None:
             return None
@@ -328,14 +328,14 @@ class RedisBackend(RedisSchedules, RedisClaims):
         jobs = [job_of(q, pairs(fields)) for _, q, fields in page]
         return jobs, page[-1][0] if more and page else None
 
-    async def cancel(self, job_id: str) -> Job | None:
+    async def _cancel(self, job_id: str) -> Job | None:
         queue = await self._owner(job_id)
         if queue is None:
             return None
         fields = await self._script("cancel", queue_keys(queue), [self.clock(), job_id])
         return job_of(queue, pairs(fields)) if fields else None
 
-    async def delete(self, job_id: str) -> bool:
+    async def _delete(self, job_id: str) -> bool:
         queue = await self._owner(job_id)
         if queue is None:
             return False

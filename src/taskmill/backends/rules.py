@@ -168,6 +168,14 @@ def check_outcomes(outcomes: Sequence[Outcome]) -> None:
             raise BackendError(f"an attempt cannot end as {outcome.state.value}")
 
 
+def matchable(*values: str | None) -> bool:
+    """Whether ids or filters can match a stored job: none of them holds NUL. No record
+    holds one (job validation refuses them, and PostgreSQL's text cannot store one), so a
+    value with NUL matches nothing, and is answered as such instead of reaching a store
+    that would fail on it as if it were down."""
+    return not any(value is not None and "\x00" in value for value in values)
+
+
 def parse_cursor(cursor: str | None) -> int | None:
     """A list_jobs cursor: the listing position (a non-negative integer) to continue below."""
     if cursor is None:

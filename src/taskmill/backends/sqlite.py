@@ -112,7 +112,7 @@ def _claimed(row: Sequence[Any]) -> tuple[Job, int]:
     return _job(row), row[-1]
 
 
-def _get(conn: sqlite3.Connection, job_id: str) -> Job | None:
+def _select_job(conn: sqlite3.Connection, job_id: str) -> Job | None:
     jobs = _readable(conn.execute(f"{SELECT} WHERE id = ?", (job_id,)).fetchall())
     return jobs[0] if jobs else None
 
@@ -268,8 +268,8 @@ class SQLiteBackend(SQLiteSchedules, Backend):
         self._watcher.notify()
         return [stored.setdefault(job.id, job) for job in jobs]
 
-    async def get(self, job_id: str) -> Job | None:
-        return await self._db.run(lambda conn: _get(conn, job_id))
+    async def _get(self, job_id: str) -> Job | None:
+        return await self._db.run(lambda conn: _select_job(conn, job_id))
 
     async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
         state, queue, task, limit, before = listing
@@ -286,7 +286,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
 
         return await self._db.run(run)
 
-    async def cancel(self, job_id: str) -> Job | None:
+    async def _cancel(self, job_id: str) -> Job | None:
         now = self.clock()
 
         def run(conn: sqlite3.Connection) -> Job | None:
@@ -297,11 +297,11 @@ class SQLiteBackend(SQLiteSchedules, Backend):
             )
             sql = "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'"
             conn.execute(sql, (job_id,))
-            return _get(conn, job_id)
+            return _select_job(conn, job_id)
 
         return await self._db.write(run)
 
-    async def delete(self, job_id: str) -> bool:
+    async def _delete(self, job_id: str) -> bool:
         sql = "DELETE FROM jobs WHERE id = ? AND state != 'running'"
         return await self._change(sql, (job_id,)) == 1
 
