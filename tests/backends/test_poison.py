@@ -70,6 +70,20 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         "errors not JSON": _sqlite("errors", "[{oops"),
         "errors of the wrong shape": _sqlite("errors", "[1, 2]"),
     },
+    "postgres": {
+        "spec of the wrong shape": _postgres(
+            "UPDATE taskmill_jobs SET spec = %s::json WHERE id = %s", '{"retry": "x"}'
+        ),
+        "spec not an object": _postgres(
+            "UPDATE taskmill_jobs SET spec = %s::json WHERE id = %s", "[1, 2]"
+        ),
+        "errors of the wrong shape": _postgres(
+            "UPDATE taskmill_jobs SET errors = %s::jsonb WHERE id = %s", "[1]"
+        ),
+        "errors not a list": _postgres(
+            "UPDATE taskmill_jobs SET errors = %s::jsonb WHERE id = %s", '"x"'
+        ),
+    },
 }
 #: The job's record deleted behind its indexes (Redis keeps them apart).
 GONE = _redis("DEL", "KEY")

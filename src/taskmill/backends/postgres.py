@@ -40,11 +40,14 @@ from taskmill.backends.migrations import migrations
 from taskmill.backends.postgres_schedules import PostgresSchedules
 from taskmill.backends.postgres_sql import (
     QUERIES,
+    claimed,
     insert,
     insert_sync,
     job,
     migrate,
     migrate_database,
+    quarantines,
+    readable,
     schema_version,
 )
 from taskmill.backends.rules import (
@@ -59,9 +62,10 @@ from taskmill.backends.rules import (
     fold_counts,
     in_claim_order,
     rescue,
+    sift,
 )
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import Job, JobState, decode, decode_spec
+from taskmill.job import Job, JobState, decode
 
 #: Connections per backend instance at most: a worker uses one for claims, one for
 #: outcomes, one for heartbeats, one for upkeep, and one per waiting probe at a time.
@@ -89,12 +93,16 @@ async def _claim_on(
     lease: float,
     now: float,
 ) -> list[Job]:
-    """Backend._claim on `conn`. The function returns its rows in no order (a row's last
-    column is its enqueue sequence)."""
+    """Backend._claim on `conn`. The function returns its rows in no order. A record that
+    cannot be read is quarantined by the statement that follows, only then; should the
+    process die between the two, the lease expires and upkeep quarantines it."""
     params = {"queues": queues, "worker": worker_id, "limit": limit, "now": now,
               "lease_until": now + lease}  # fmt: skip
     rows = await (await conn.execute(QUERIES["claim"], params)).fetchall()
-    return in_claim_order(queues, [(job(row), row[-1]) for row in rows])
+    taken, bad = sift(rows, claimed)
+    if bad:
+        await conn.execute(QUERIES["quarantine"], quarantines(bad, now))
+    return in_claim_order(queues, taken)
 
 
 @contextlib.contextmanager
@@ -201,8 +209,8 @@ class PostgresBackend(PostgresSchedules, Backend):
             return await insert(conn, jobs)
 
     async def _get(self, job_id: str) -> Job | None:
-        rows = await self._rows("get", {"id": job_id})
-        return job(rows[0]) if rows else None
+        jobs = readable(await self._rows("get", {"id": job_id}))
+        return jobs[0] if jobs else None
 
     async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
         state, queue, task, limit, before = listing
@@ -215,11 +223,14 @@ class PostgresBackend(PostgresSchedules, Backend):
         }
         rows = await self._rows("list_jobs", params)
         more = len(rows) > limit
-        return [job(row) for row in rows[:limit]], rows[limit - 1][-1] if more else None
+        return readable(rows[:limit]), rows[limit - 1][-1] if more else None
 
     async def _cancel(self, job_id: str) -> Job | None:
         rows = await self._rows("cancel", {"id": job_id, "now": self.clock()})
-        return job(rows[0]) if rows else await self._get(job_id)
+        if not rows:
+            return await self._get(job_id)
+        jobs = readable(rows)
+        return jobs[0] if jobs else None
 
     async def _delete(self, job_id: str) -> bool:
         return await self._count("delete", {"id": job_id}) == 1
@@ -352,19 +363,23 @@ class PostgresBackend(PostgresSchedules, Backend):
                 QUERIES["expired_leases"], {"now": now, "limit": MAINTAIN_BATCH}
             )
             rescues = []
-            expired = await cursor.fetchall()
-            for job_id, token, attempts, max_retries, spec, worker, cancel in expired:
+            expired, bad = sift(await cursor.fetchall(), job)
+            quarantined = 0
+            if bad:
+                params = quarantines(bad, now)
+                quarantined = (await conn.execute(QUERIES["quarantine"], params)).rowcount
+            for record in expired:
                 fate = rescue(
-                    attempts=attempts,
-                    max_retries=max_retries,
-                    cancel_requested=cancel,
-                    retry=decode_spec(spec)[0],
-                    worker=worker,
+                    attempts=record.attempts,
+                    max_retries=record.max_retries,
+                    cancel_requested=record.cancel_requested,
+                    retry=record.retry,
+                    worker=record.worker,
                     now=now,
                 )
                 rescues.append({
-                    "id": job_id,
-                    "token": token,
+                    "id": record.id,
+                    "token": record.token,
                     "state": fate.state.value,
                     "error": fate.error.to_dict(),
                     "run_at": fate.run_at,
@@ -378,7 +393,7 @@ class PostgresBackend(PostgresSchedules, Backend):
                 rescued = 0 if row is None else int(row[0])
         params = {"now": now, "limit": MAINTAIN_BATCH, "seen_since": now - WORKER_TTL}
         await self._count("prune", params)
-        return rescued
+        return rescued + quarantined
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._count("unregister_worker", {"worker": worker_id})

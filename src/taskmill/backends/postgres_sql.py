@@ -16,7 +16,7 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import tuple_row
 
 from taskmill.backends.migrations import pending
-from taskmill.backends.rules import PRUNABLE_STATES
+from taskmill.backends.rules import PRUNABLE_STATES, quarantine, sift, skipped
 from taskmill.job import AttemptError, Job, JobState, decode, decode_spec, encode_spec
 
 SQL = files("taskmill.backends").joinpath("sql", "postgres")
@@ -65,6 +65,36 @@ def job(row: Sequence[Any]) -> Job:
     record.retry, record.timeout, record.result_ttl, metadata = decode_spec(spec)
     record.metadata = dict(metadata) if metadata else {}
     return record
+
+
+def claimed(row: Sequence[Any]) -> tuple[Job, int]:
+    """A claimed job and its enqueue sequence (the row's last column)."""
+    return job(row), row[-1]
+
+
+def readable(rows: Sequence[Sequence[Any]]) -> list[Job]:
+    """The rows' jobs, leaving out (and logging) records that cannot be read: a reader is
+    shown the others; the claim or upkeep that meets one quarantines it."""
+    jobs, bad = sift(rows, job)
+    for row, reason in bad:
+        skipped(row[0], reason)
+    return jobs
+
+
+# Where job() finds what a quarantine reads: id and token, attempts, errors and spec.
+_TOKEN, _ATTEMPTS = _PLAIN.index("token"), _PLAIN.index("attempts")
+_ERRORS, _SPEC = len(_PLAIN) + 2, len(_PLAIN) + 4
+
+
+def quarantines(bad: Sequence[tuple[Sequence[Any], str]], now: float) -> dict[str, Any]:
+    """The parameters of the quarantine query for rows selected as COLUMNS that job()
+    could not read, each with why."""
+    records = []
+    for row, reason in bad:
+        q = quarantine(row[0], reason, now, row[_ATTEMPTS], spec=row[_SPEC], errors=row[_ERRORS])
+        spec = None if q.spec is None else orjson.Fragment(q.spec)
+        records.append({"id": q.job_id, "token": row[_TOKEN], "errors": q.errors, "spec": spec})
+    return {"now": now, "records": orjson.dumps(records).decode()}
 
 
 _INSERTED = (

@@ -55,6 +55,13 @@ SELECT {columns}
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed,
     taskmill_claim(%(queues)s::text[], %(worker)s, %(limit)s, %(now)s, %(lease_until)s)
 
+-- name: quarantine
+-- Records a claim or upkeep took but could not read (rules.Quarantine), still held by it.
+UPDATE taskmill_jobs AS j SET state = 'dead', finished_at = %(now)s, token = NULL,
+    lease_until = NULL, due = false, errors = q.errors, spec = coalesce(q.spec, j.spec)
+FROM json_to_recordset(%(records)s::json) AS q (id text, token text, errors jsonb, spec json)
+WHERE j.id = q.id AND j.state = 'running' AND j.token = q.token
+
 -- name: next_run_at
 -- When a job waiting in these queues (not paused) is due: now if one is, else the
 -- earliest run_at; NULL when none waits.
@@ -115,8 +122,7 @@ SELECT n FROM done CROSS JOIN (SELECT count(*) FROM woken) AS w
 
 -- name: expired_leases
 -- Locked until the rescue below commits; other upkeep runs skip them.
-SELECT id, token, attempts, max_retries, spec::text, worker, cancel_requested
-FROM taskmill_jobs
+SELECT {columns} FROM taskmill_jobs
 WHERE state = 'running' AND lease_until < %(now)s
 ORDER BY lease_until
 LIMIT %(limit)s
@@ -192,6 +198,9 @@ WITH moved AS (
     UPDATE taskmill_jobs SET state = 'pending', attempts = 0, run_at = %(now)s, due = true,
         finished_at = NULL
     WHERE state = 'dead'
+        -- A quarantined record stays dead (rules.Quarantine).
+        AND coalesce(CASE WHEN jsonb_typeof(errors) = 'array' THEN errors -> -1 ->> 'error' END,
+            '') NOT LIKE 'corrupt record: %%'
         AND (%(ids)s::text[] IS NULL OR id = ANY (%(ids)s::text[]))
         AND (%(queue)s::text IS NULL OR queue = %(queue)s)
         AND (%(task)s::text IS NULL OR task = %(task)s)
