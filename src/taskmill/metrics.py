@@ -10,10 +10,18 @@ Several worker processes on one host each serve their own port rather than share
 prometheus_client's multiprocess files: an update stays an in-memory add (the worker's hot
 path runs ~10k jobs a second), no files of dead processes need sweeping, and a process's
 numbers stay its own, distinguished by the `instance` label Prometheus adds.
+
+Queue names come from clients, so the label sets are bounded: at most `max_queues` queues
+(MAX_QUEUES by default) have series of their own, the others are summed under the queue
+label OTHER; the server drops the series of queues the backend no longer holds. A scrape
+reads the backend on the event loop's terms (it awaits) and builds and renders the
+families in a thread (`server_families`, then `exposition` there), so that a large one
+never holds up the server's other requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
 import time
@@ -25,7 +33,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from taskmill.backends import Backend
+from taskmill.backends import Backend, QueueInfo, WorkerInfo
 from taskmill.job import Job, JobState
 
 # `_created` series double what is exposed and are rarely used; this is process-wide.
@@ -54,6 +62,11 @@ RUN_BUCKETS = (
 )
 WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 LABELS = ["queue", "task"]
+#: Queues with series of their own; past them, queues are summed under OTHER.
+MAX_QUEUES = 1000
+#: The queue label of the queues past the cap, summed: outside the alphabet of queue
+#: names (job.QUEUE_PATTERN), so no queue's own label.
+OTHER = "(other)"
 
 
 #: The counters of a (queue, task), in the order of _Series.counts.
@@ -89,11 +102,12 @@ class _Histogram:
 
 
 class _Series:
-    """What is counted of one (queue, task)."""
+    """What is counted of one (queue, task), since scrape `born`."""
 
-    __slots__ = ("counts", "run", "wait")
+    __slots__ = ("born", "counts", "run", "wait")
 
-    def __init__(self) -> None:
+    def __init__(self, born: int) -> None:
+        self.born = born
         self.counts = [0] * len(COUNTERS)
         self.run = _Histogram(RUN_BUCKETS)
         self.wait = _Histogram(WAIT_BUCKETS)
@@ -109,17 +123,47 @@ class JobMetrics:
     numbers from the scraping thread needs no lock, since each is one int or float.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_queues: int = MAX_QUEUES) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        self.max_queues = max_queues
         self._series: dict[tuple[str, str], _Series] = {}
+        #: Queues with series of their own, and how many each has.
+        self._queues: dict[str, int] = {}
         self._running: Callable[[], int] | None = None
+        self._scrapes = 0
 
     def _of(self, job: Job) -> _Series:
         series = self._series.get((job.queue, job.task))
         if series is None:
-            series = self._series[(job.queue, job.task)] = _Series()
+            series = self._new(job.queue, job.task)
         return series
+
+    def _new(self, queue: str, task: str) -> _Series:
+        if queue not in self._queues and len(self._queues) >= self.max_queues:
+            queue = OTHER
+            series = self._series.get((queue, task))
+            if series is not None:
+                return series
+        self._queues[queue] = self._queues.get(queue, 0) + 1
+        series = self._series[(queue, task)] = _Series(self._scrapes)
+        return series
+
+    def mark(self) -> int:
+        """Starts a read of the backend's queues: see forget_queues."""
+        self._scrapes += 1
+        return self._scrapes
+
+    def forget_queues(self, held: set[str], mark: int) -> None:
+        """Drop the series of queues not in `held` (the backend's queues, read after
+        `mark`), except those begun since: their queue may be newer than the read."""
+        for key, series in list(self._series.items()):
+            queue = key[0]
+            if queue not in held and queue != OTHER and series.born < mark:
+                del self._series[key]
+                self._queues[queue] -= 1
+                if not self._queues[queue]:
+                    del self._queues[queue]
 
     def job_enqueued(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
@@ -175,11 +219,33 @@ class JobMetrics:
         return families
 
 
-async def backend_families(backend: Backend) -> list[Metric]:
-    """The backend's state as metric families, read now."""
-    infos = await backend.list_queues()
-    workers = await backend.list_workers()
+async def server_families(
+    backend: Backend, metrics: JobMetrics, max_queues: int = MAX_QUEUES
+) -> list[Metric]:
+    """What the server's /metrics shows: the backend's state, read now, and the server's
+    own counters, without the series of queues the backend no longer holds. Built in a
+    thread: for many queues it is long work."""
+    mark = metrics.mark()
+    infos, workers = await backend.list_queues(), await backend.list_workers()
+    metrics.forget_queues({info.name for info in infos}, mark)
     now = time.time()
+
+    def build() -> list[Metric]:
+        return [*_backend_families(infos, workers, now, max_queues), *metrics.collect()]
+
+    return await asyncio.to_thread(build)
+
+
+async def backend_families(backend: Backend, max_queues: int = MAX_QUEUES) -> list[Metric]:
+    """The backend's state as metric families, read now."""
+    infos, workers = await backend.list_queues(), await backend.list_workers()
+    return await asyncio.to_thread(_backend_families, infos, workers, time.time(), max_queues)
+
+
+def _backend_families(
+    infos: list[QueueInfo], workers: list[WorkerInfo], now: float, max_queues: int
+) -> list[Metric]:
+    rows, folded = _fold(infos, max_queues)
     depth = GaugeMetricFamily(
         "taskmill_queue_depth", "Jobs due now, waiting for a worker.", labels=["queue", "priority"]
     )
@@ -191,9 +257,11 @@ async def backend_families(backend: Backend) -> list[Metric]:
     )
     running = GaugeMetricFamily("taskmill_jobs_running", "Jobs running now.", labels=["queue"])
     paused = GaugeMetricFamily(
-        "taskmill_queue_paused", "1 if the queue is paused.", labels=["queue"]
+        "taskmill_queue_paused",
+        f"1 if the queue is paused ({OTHER}: how many are).",
+        labels=["queue"],
     )
-    for info in infos:
+    for info, paused_count in rows:
         for priority, count in sorted(info.ready_by_priority.items()):
             depth.add_metric([info.name, str(priority)], count)
         age = 0.0 if info.oldest_pending is None else max(now - info.oldest_pending, 0.0)
@@ -201,10 +269,35 @@ async def backend_families(backend: Backend) -> list[Metric]:
         for state, count in info.counts.items():
             jobs.add_metric([info.name, state], count)
         running.add_metric([info.name], info.counts[JobState.RUNNING.value])
-        paused.add_metric([info.name], float(info.paused))
+        paused.add_metric([info.name], paused_count)
     live = GaugeMetricFamily("taskmill_workers_live", "Workers seen within the last minute.")
     live.add_metric([], len(workers))
-    return [depth, oldest, jobs, running, paused, live]
+    past = GaugeMetricFamily(
+        "taskmill_queues_folded", f"Queues past the cap, summed under queue={OTHER!r}."
+    )
+    past.add_metric([], folded)
+    return [depth, oldest, jobs, running, paused, live, past]
+
+
+def _fold(infos: list[QueueInfo], max_queues: int) -> tuple[list[tuple[QueueInfo, float]], int]:
+    """Each queue with how many of it are paused (0 or 1): the `max_queues` holding the
+    most jobs, then the others summed as one named OTHER; and how many were summed. The
+    rank by jobs keeps the busy queues labelled; a tie goes by name, so that the labelled
+    set does not change from one scrape to the next while nothing does."""
+    if len(infos) <= max_queues:
+        return [(info, float(info.paused)) for info in infos], 0
+    ranked = sorted(infos, key=lambda info: (-sum(info.counts.values()), info.name))
+    kept, rest = ranked[:max_queues], ranked[max_queues:]
+    other = QueueInfo(OTHER)
+    pending = [info.oldest_pending for info in rest if info.oldest_pending is not None]
+    other.oldest_pending = min(pending, default=None)
+    for info in rest:
+        for state, count in info.counts.items():
+            other.counts[state] = other.counts.get(state, 0) + count
+        for priority, count in info.ready_by_priority.items():
+            other.ready_by_priority[priority] = other.ready_by_priority.get(priority, 0) + count
+    rows = [(info, float(info.paused)) for info in sorted(kept, key=lambda info: info.name)]
+    return [*rows, (other, float(sum(info.paused for info in rest)))], len(rest)
 
 
 class _Families:

@@ -145,19 +145,93 @@ def worker(
     help="Largest request body, in bytes.",
 )
 @click.option("--access-log/--no-access-log", default=True, help="Log every request.")
+@click.option(
+    "--allowed-hosts",
+    default="",
+    envvar="TASKMILL_ALLOWED_HOSTS",
+    help="Host names served besides the loopback ones, comma-separated (name or name:port; "
+    "* for any). Without API keys the server answers no other Host.",
+)
+@click.option(
+    "--max-header-bytes",
+    type=click.IntRange(min=1024),
+    default=64 * 1024,
+    show_default=True,
+    envvar="TASKMILL_MAX_HEADER_BYTES",
+    help="Largest request head (request line and headers), in bytes; larger: 431.",
+)
+@click.option(
+    "--max-headers",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    envvar="TASKMILL_MAX_HEADERS",
+    help="Most header fields in a request; more: 431.",
+)
+@click.option(
+    "--head-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    envvar="TASKMILL_HEAD_TIMEOUT",
+    help="Seconds a client has to send a whole request head; slower: 408, closed.",
+)
+@click.option(
+    "--keep-alive",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    envvar="TASKMILL_KEEP_ALIVE",
+    help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="TASKMILL_MAX_CONNECTIONS",
+    help="Most open connections; more: 503, closed. [default: 1000, or the open-file "
+    "limit less 64 if lower]",
+)
+@click.option(
+    "--metrics-max-queues",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    envvar="TASKMILL_METRICS_MAX_QUEUES",
+    help="Queues with series of their own in /metrics; the others are summed as (other).",
+)
 @logging_options("INFO")
 @pass_config
-def server(config: Config, /, log_level: str, log_format: logs.Format, **options: Any) -> None:
+def server(
+    config: Config,
+    /,
+    log_level: str,
+    log_format: logs.Format,
+    max_header_bytes: int,
+    max_headers: int,
+    head_timeout: float,
+    keep_alive: int,
+    max_connections: int | None,
+    **options: Any,
+) -> None:
     """Serve the REST API (and /metrics) over the app's backend, until Ctrl-C.
 
     API keys come from TASKMILL_API_KEYS (KEY:admin or KEY:read, comma-separated); without
     any, the server serves loopback only."""
     logs.setup(log_level, log_format)
     try:
+        from taskmill.server.limits import HttpLimits, default_max_connections
         from taskmill.server.run import serve
     except ImportError as exc:
         raise click.ClickException(f"the server needs taskmill[server] ({exc})") from None
-    serve(config.load(), **options)
+    limits = HttpLimits(
+        max_header_bytes=max_header_bytes,
+        max_headers=max_headers,
+        head_timeout=head_timeout,
+        keep_alive=keep_alive,
+        max_connections=max_connections or default_max_connections(),
+    )
+    serve(config.load(), limits=limits, **options)
 
 
 @main.command()

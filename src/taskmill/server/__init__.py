@@ -9,14 +9,15 @@ re-validated through the models, which keeps a submission cheap.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from taskmill.app import App
-from taskmill.server import dashboard, errors, jobs, queues, schedules
+from taskmill.metrics import MAX_QUEUES
+from taskmill.server import dashboard, errors, jobs, queues, schedules, scrape
 from taskmill.server.guard import Guard, RateLimit, Role
 from taskmill.server.shared import Server
 
@@ -32,8 +33,14 @@ def create_app(
     api_keys: Mapping[str, Role] | None = None,
     rate_limit: RateLimit | None = None,
     max_body: int = MAX_BODY,
+    allowed_hosts: Collection[str] | None = None,
+    metrics_max_queues: int = MAX_QUEUES,
 ) -> FastAPI:
-    """The API over `app`. No keys: no authentication (serve it on loopback only)."""
+    """The API over `app`. No keys: no authentication (serve it on loopback only), and
+    changes only as JSON from the server's own pages or from programs that are not
+    browsers. `allowed_hosts`: the Host names answered besides the loopback ones (`*` for
+    any); None answers any Host, for an app embedded behind a server that checks it.
+    `metrics_max_queues`: queues with labels of their own in /metrics (see metrics.py)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -46,13 +53,20 @@ def create_app(
         description="Submit and manage jobs, queues and the dead-letter queue of taskmill.",
         lifespan=lifespan,
     )
-    api.state.taskmill = Server(app)
+    api.state.taskmill = Server(app, metrics_max_queues)
     errors.install(api)
+    api.include_router(scrape.router)
     api.include_router(jobs.router)
     api.include_router(queues.router)
     api.include_router(schedules.router)
     dashboard.install(api)
-    api.add_middleware(Guard, keys=dict(api_keys or {}), rate_limit=rate_limit, max_body=max_body)
+    api.add_middleware(
+        Guard,
+        keys=dict(api_keys or {}),
+        rate_limit=rate_limit,
+        max_body=max_body,
+        hosts=allowed_hosts,
+    )
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:

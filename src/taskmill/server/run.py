@@ -11,8 +11,10 @@ import uvicorn
 
 from taskmill.app import App
 from taskmill.errors import ConfigError
+from taskmill.metrics import MAX_QUEUES
 from taskmill.server import create_app
-from taskmill.server.guard import RateLimit, parse_keys
+from taskmill.server.guard import RateLimit, parse_hosts, parse_keys
+from taskmill.server.limits import HttpLimits, default_max_connections, protocol
 
 log = logging.getLogger("taskmill.server")
 
@@ -27,17 +29,37 @@ def is_loopback(host: str) -> bool:
 
 
 def serve(
-    app: App, *, host: str, port: int, rate_limit: float, max_body: int, access_log: bool
+    app: App,
+    *,
+    host: str,
+    port: int,
+    rate_limit: float,
+    max_body: int,
+    access_log: bool,
+    allowed_hosts: str = "",
+    limits: HttpLimits | None = None,
+    metrics_max_queues: int = MAX_QUEUES,
 ) -> None:
-    """Serve until SIGINT or SIGTERM. Without TASKMILL_API_KEYS, loopback only."""
+    """Serve until SIGINT or SIGTERM. Without TASKMILL_API_KEYS, loopback only, and only
+    under a loopback Host or one of `allowed_hosts` (comma-separated); with keys, any Host
+    unless `allowed_hosts` names some."""
     keys = parse_keys(os.environ.get("TASKMILL_API_KEYS", ""))
+    hosts = parse_hosts(allowed_hosts)
+    limits = limits or HttpLimits(max_connections=default_max_connections())
     if not keys and not is_loopback(host):
         raise ConfigError(
             f"no API keys are configured, so the server binds to loopback only, not {host}: "
             "set TASKMILL_API_KEYS (KEY:admin or KEY:read, comma-separated) to serve others"
         )
     limit = RateLimit(rate_limit, burst=max(rate_limit, 1.0)) if rate_limit > 0 else None
-    api = create_app(app, api_keys=keys, rate_limit=limit, max_body=max_body)
+    api = create_app(
+        app,
+        api_keys=keys,
+        rate_limit=limit,
+        max_body=max_body,
+        allowed_hosts=hosts if hosts or not keys else None,
+        metrics_max_queues=metrics_max_queues,
+    )
     base = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     if keys:
         roles = {role: sum(r == role for r in keys.values()) for role in ("admin", "read")}
@@ -55,5 +77,12 @@ def serve(
         signal.signal(sig, lambda signum, frame: None)
     # log_config=None: uvicorn's loggers go through taskmill's handler (JSON or colour).
     uvicorn.run(
-        api, host=host, port=port, log_config=None, access_log=access_log, server_header=False
+        api,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=access_log,
+        server_header=False,
+        http=protocol(limits),
+        timeout_keep_alive=limits.keep_alive,
     )

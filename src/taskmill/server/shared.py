@@ -13,7 +13,7 @@ from taskmill.app import App
 from taskmill.backends import Backend
 from taskmill.errors import UnknownTaskError
 from taskmill.job import DEFAULT_QUEUE, Job, encode
-from taskmill.metrics import JobMetrics
+from taskmill.metrics import MAX_QUEUES, JobMetrics
 from taskmill.server.models import JobIn
 
 #: Seconds the server trusts what it read of workers' tasks and queues' settings.
@@ -30,11 +30,13 @@ _QUEUE_DEFAULTS = {
 class Server:
     """What the routes share: the app, its backend, caches and this process's metrics."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, max_queues: int = MAX_QUEUES) -> None:
         self.app = app
+        #: Queues with metric series of their own (see metrics.py).
+        self.max_queues = max_queues
         # Builds jobs of tasks only workers know: their arguments cannot be checked here.
         self.loose = App(settings=app.settings, clock=app.clock, strict=False)
-        self.metrics = JobMetrics()
+        self.metrics = JobMetrics(max_queues)
         self._worker_tasks: tuple[float, frozenset[str]] = (-CACHE_TTL, frozenset())
         self._settings: tuple[float, dict[str, dict[str, Any]]] = (-CACHE_TTL, {})
 
