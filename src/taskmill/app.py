@@ -22,10 +22,16 @@ from taskmill.errors import (
 from taskmill.job import (
     Job,
     JobState,
+    check_id,
+    check_max_retries,
+    check_metadata,
     check_queue_name,
+    check_task_name,
+    check_timeout,
     encode_payload,
-    parse_duration,
+    parse_option_duration,
     parse_priority,
+    parse_time,
 )
 from taskmill.schedule import Schedules
 from taskmill.settings import Settings
@@ -118,7 +124,8 @@ class App:
         defaults = self._build_options(options)  # fail at definition, not at first enqueue
 
         def register(fn: Callable[..., Any]) -> Task[Any, Any]:
-            task: Task[Any, Any] = Task(self, fn, name or task_name(fn), executor, defaults)
+            registered = check_task_name(name or task_name(fn))
+            task: Task[Any, Any] = Task(self, fn, registered, executor, defaults)
             if task.name in self.tasks:
                 raise JobError(f"task {task.name!r} is registered twice")
             self.tasks[task.name] = task
@@ -226,17 +233,20 @@ class App:
             check_queue_name(out["queue"])
         if "priority" in out:
             out["priority"] = parse_priority(out["priority"])
-        for key in ("timeout", "delay", "ttl", "result_ttl", "retry_delay", "max_retry_delay"):
+        if out.get("timeout") is not None:
+            out["timeout"] = check_timeout(out["timeout"])
+        for key in ("delay", "ttl", "result_ttl", "retry_delay", "max_retry_delay"):
             if out.get(key) is not None:
-                out[key] = parse_duration(out[key])
-        retries = out.get("max_retries")
-        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)
-                                    or retries < 0):  # fmt: skip
-            raise JobError(f"max_retries must be an integer >= 0, got {retries!r}")
-        if "metadata" in out and not isinstance(out["metadata"], dict):
-            raise JobError("metadata must be an object")
-        if "id" in out and (not isinstance(out["id"], str) or not 0 < len(out["id"]) <= 255):
-            raise JobError("id must be a string of 1-255 characters")
+                out[key] = parse_option_duration(key, out[key])
+        for key in ("scheduled_at", "expires_at"):
+            if out.get(key) is not None:
+                out[key] = parse_time(key, out[key])
+        if out.get("max_retries") is not None:
+            check_max_retries(out["max_retries"])
+        if "metadata" in out:
+            check_metadata(out["metadata"])
+        if "id" in out:
+            check_id(out["id"])
         return out
 
     def make_job(
@@ -251,11 +261,11 @@ class App:
         """A validated job record, not stored yet; raises a JobError subclass on bad input.
 
         strict: refuse a task this app does not know [the app's `strict`]."""
-        if not isinstance(task, str) or not task:
-            raise JobError("task name must be a non-empty string")
-        known = self.tasks.get(task)
-        if known is None and (self.strict if strict is None else strict):
-            raise UnknownTaskError(task, list(self.tasks))
+        known = self.tasks.get(task) if isinstance(task, str) else None
+        if known is None:  # a registered name was checked when it was registered
+            check_task_name(task)
+            if self.strict if strict is None else strict:
+                raise UnknownTaskError(task, list(self.tasks))
         args, kwargs = list(args), dict(kwargs or {})
         if known is None:
             opts = JobOptions.of(self._build_options(options))

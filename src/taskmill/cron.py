@@ -214,6 +214,15 @@ class Cron:
                 repeated_until = change + offset
             instant = change
 
+    def check_fires(self, now: float) -> None:
+        """Refuse an expression that never matches (30 February): stored, it would sit
+        silent forever."""
+        if self.next_after(now) is None:
+            raise ScheduleError(
+                f"cron expression {self.expression!r} never fires "
+                f"(no tick within {_HORIZON_YEARS} years)"
+            )
+
     def ticks(self, after: float, until: float, limit: int) -> list[float]:
         """The ticks in (after, until], oldest first, at most `limit` (the newest of them)."""
         found: list[float] = []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -23,7 +25,30 @@ DEFAULT_RESULT_TTL = 24 * 3600.0
 #: Retries after the first attempt.
 DEFAULT_MAX_RETRIES = 3
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# What a job may hold, checked at the door (App.make_job, which the API, the CLI and the
+# schedules go through); the README's table of limits lists the same bounds.
+#: Deepest nesting of arrays and objects in an argument or in metadata: orjson writes at
+#: most 254 levels, and a listing wraps each job in a few more.
+MAX_DEPTH = 64
+#: Longest job id and task name, in characters.
+MAX_ID = 255
+MAX_TASK_NAME = 200
+#: Largest encoded metadata, in bytes (it is read with every claim).
+MAX_METADATA = 64 * 1024
+#: Longest duration (delay, ttl, timeout, retry delays, result_ttl), in seconds: ten years.
+MAX_DURATION = 10 * 365 * 86400.0
+#: Absolute times (scheduled_at, expires_at) are UNIX seconds in [0, LATEST_TIME): 1970 to
+#: the start of 9999, the range a datetime can show again.
+LATEST_TIME = 253370764800.0
+#: Most retries a job may have.
+MAX_RETRIES = 1000
+#: Queue names are a plain alphabet (they name keys, metric labels and URL paths).
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+#: The alphabet of ids and task names as near as OpenAPI's regex can say it (it has no
+#: "printable"): check_name() decides.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f/]+$"
+
+_QUEUE_NAME = re.compile(QUEUE_PATTERN)
 
 
 class JobState(StrEnum):
@@ -94,15 +119,115 @@ def parse_duration(value: float | int | str) -> float:
         if not match:
             raise JobError(f"invalid duration {value!r}; use seconds or e.g. 250ms, 5m, 2h")
         seconds = float(match.group(1)) * _UNIT[match.group(2)]
-    if seconds < 0:
-        raise JobError(f"duration must be >= 0, got {value!r}")
+    if not 0 <= seconds <= MAX_DURATION:  # NaN fails this too
+        raise JobError(f"duration must be from 0 to {MAX_DURATION:.0f}s (ten years), got {value!r}")
     return seconds
+
+
+def parse_option_duration(name: str, value: float | int | str) -> float:
+    """parse_duration, with the option's name in the error."""
+    try:
+        return parse_duration(value)
+    except JobError as exc:
+        raise JobError(f"{name}: {exc}") from None
+
+
+def check_timeout(value: float | int | str) -> float:
+    seconds = parse_option_duration("timeout", value)
+    if seconds <= 0:
+        raise JobError(f"timeout: must be > 0 seconds (leave it out for none), got {value!r}")
+    return seconds
+
+
+def check_max_retries(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise JobError(f"max_retries: must be an integer from 0 to {MAX_RETRIES}, got {value!r}")
+    return value
+
+
+def check_time(name: str, seconds: float) -> float:
+    """An absolute time in UNIX seconds, within [0, LATEST_TIME)."""
+    if not 0 <= seconds < LATEST_TIME:  # NaN fails this too
+        raise JobError(f"{name}: must be a time from 1970 to 9999, got {seconds!r}")
+    return seconds
+
+
+def parse_time(name: str, value: datetime | float | int) -> float:
+    """UNIX seconds from an aware datetime or a number, within [0, LATEST_TIME)."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise JobError(f"{name}: datetimes must be timezone-aware")
+        return check_time(name, value.timestamp())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobError(f"{name}: expected a datetime or UNIX seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past float's range
+        raise JobError(f"{name}: must be a time from 1970 to 9999, got {value!r}") from None
+    return check_time(name, seconds)
 
 
 def check_queue_name(name: str) -> str:
     if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-        raise JobError(f"invalid queue name {name!r}: 1-128 of letters, digits, _ . : -")
+        raise JobError(f"invalid queue name {name!r:.140}: 1-128 of letters, digits, _ . : -")
     return name
+
+
+def check_name(field: str, value: Any, limit: int) -> str:
+    """An id or a task name: 1 to `limit` printable characters (str.isprintable: no control,
+    format, surrogate or unassigned characters, no space but U+0020) and no slash; ids are
+    URL path segments, so neither "." nor ".." either."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= limit
+        or not value.isprintable()
+        or "/" in value
+        or value in (".", "..")
+    ):
+        raise JobError(
+            f"{field}: must be 1-{limit} printable characters, no slash; got {value!r:.140}"
+        )
+    return value
+
+
+def check_id(value: Any) -> str:
+    return check_name("id", value, MAX_ID)
+
+
+def check_task_name(value: Any) -> str:
+    return check_name("task", value, MAX_TASK_NAME)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def check_json(field: str, value: Any) -> None:
+    """Refuse what JSON would not carry back as given: numbers that are not finite (NaN,
+    Infinity, and those that overflow to it such as 1e999, which orjson writes as null),
+    and nesting deeper than MAX_DEPTH (stored, it could not be listed)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) in _PLAIN:
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise JobError(f"{field}: numbers must be finite, not {item!r}")
+        elif isinstance(item, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                raise JobError(f"{field}: nested deeper than {MAX_DEPTH} arrays and objects")
+            values = item.values() if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in values)
+
+
+def check_metadata(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise JobError("metadata: must be an object")
+    check_json("metadata", value)
+    size = len(encode(value))
+    if size > MAX_METADATA:
+        raise JobError(f"metadata: {size} bytes encoded, over the limit of {MAX_METADATA}")
+    return value
 
 
 #: The random halves of ids to come, as hex: os.urandom costs a system call, so ids draw
@@ -147,7 +272,13 @@ def decode(data: bytes | str) -> Any:
 
 
 def encode_payload(args: list[Any], kwargs: dict[str, Any], limit: int) -> bytes:
-    """The stored form of a job's arguments; raises PayloadError past `limit` bytes."""
+    """The stored form of a job's arguments; raises PayloadError past `limit` bytes, or
+    for what check_json refuses."""
+    try:
+        check_json("args", args)
+        check_json("kwargs", kwargs)
+    except JobError as exc:
+        raise PayloadError(str(exc)) from None
     data = encode({"args": args, "kwargs": kwargs})
     if len(data) > limit:
         raise PayloadError(f"payload is {len(data)} bytes, over the limit of {limit} bytes")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from taskmill.cron import Cron
-from taskmill.errors import ScheduleError, ScheduleNotFoundError, TaskmillError
-from taskmill.job import Job, parse_duration
+from taskmill.errors import JobError, ScheduleError, ScheduleNotFoundError, TaskmillError
+from taskmill.job import Job, parse_option_duration
 
 if TYPE_CHECKING:
     from taskmill.app import App
@@ -34,7 +34,9 @@ JOB_OPTIONS = frozenset(
 #: The fields of the state, as opposed to the definition.
 STATE_FIELDS = ("last_tick", "recent_jobs")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+#: The alphabet of schedule names (they are URL path segments and parts of job ids).
+NAME = r"^[A-Za-z0-9_.:-]{1,200}$"
+_NAME = re.compile(NAME)
 
 Source = Literal["code", "api"]
 
@@ -83,12 +85,21 @@ class Schedule:
 
     def __post_init__(self) -> None:
         check_name(self.name)
+        # The task's name is checked by Schedules.build (make_job): a stored record made
+        # before that check is still read.
         if not isinstance(self.task, str) or not self.task:
             raise ScheduleError("a schedule needs a task name")
+        if not isinstance(self.cron, str) or not isinstance(self.tz, str):
+            raise ScheduleError("cron and tz must be strings")
         Cron(self.cron, self.tz)  # refuses a bad expression or zone here, not at the tick
-        for label, value in (("catch_up", self.catch_up), ("jitter", self.jitter)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ScheduleError(f"{label} must be a number of seconds >= 0, got {value!r}")
+        try:
+            # Durations as a job's: numbers of seconds here, finite and at most ten years.
+            for label, value in (("catch_up", self.catch_up), ("jitter", self.jitter)):
+                if isinstance(value, str):
+                    raise JobError(f"{label}: must be a number of seconds, got {value!r}")
+                parse_option_duration(label, value)
+        except JobError as exc:
+            raise ScheduleError(f"schedule {self.name!r}: {exc}") from None
         unknown = set(self.options) - JOB_OPTIONS
         if unknown:
             raise ScheduleError(
@@ -186,18 +197,25 @@ class Schedules:
         paused: bool = False,
         source: Source = "api",
         options: Mapping[str, Any] | None = None,
+        strict: bool | None = None,
     ) -> Schedule:
-        """A validated schedule, not stored: options as for a job (queue, priority, ...)."""
+        """A validated schedule, not stored: options as for a job (queue, priority, ...).
+
+        strict: refuse a task the app does not know, as enqueue does [the app's `strict`];
+        a cron expression that never fires is refused always."""
         try:
             opts = self.app._build_options(options or {})
+            now = self.app.clock()
             schedule = Schedule(
                 name, task, cron, tz, list(args), dict(kwargs or {}), opts,
-                catch_up=parse_duration(catch_up), jitter=parse_duration(jitter),
-                paused=paused, source=source, created_at=self.app.clock(),
+                catch_up=parse_option_duration("catch_up", catch_up),
+                jitter=parse_option_duration("jitter", jitter),
+                paused=paused, source=source, created_at=now,
             )  # fmt: skip
-            # A job as its ticks will make it: the arguments fit a task the app knows, the
-            # payload is not too large, the retry options are valid.
-            self.app.make_job(task, schedule.args, schedule.kwargs, strict=False, **opts)
+            schedule.parsed().check_fires(now)
+            # A job as its ticks will make it: a task the app knows (if it knows its tasks),
+            # arguments that fit it, a payload that is not too large, valid options.
+            self.app.make_job(task, schedule.args, schedule.kwargs, strict=strict, **opts)
         except ScheduleError:
             raise
         except TaskmillError as exc:
@@ -242,6 +260,8 @@ class Schedules:
         current = await self.aget(name)
         fields = current.definition()
         del fields["name"], fields["created_at"], fields["resumed_at"]
+        if "task" not in changes:  # a task unknown here can still be paused or changed
+            fields["strict"] = False
         fields.update(changes)
         schedule = self.build(name, fields.pop("task"), fields.pop("cron"), **fields)
         schedule.created_at, schedule.resumed_at = current.created_at, current.resumed_at

@@ -7,11 +7,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from taskmill.backends import Clock
-from taskmill.errors import InvalidArgumentsError, JobError
+from taskmill.errors import InvalidArgumentsError
 from taskmill.job import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_PRIORITY,
@@ -29,16 +28,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 Executor = Literal["auto", "thread", "process"]
-
-
-def _timestamp(value: datetime | float | int) -> float:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise JobError("datetimes must be timezone-aware")
-        return value.timestamp()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise JobError(f"expected a datetime or UNIX seconds, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +68,8 @@ class JobOptions:
             result_ttl=opts.get("result_ttl", DEFAULT_RESULT_TTL),
             metadata=opts.get("metadata") or None,
             id=opts.get("id") or None,
-            scheduled_at=None if scheduled_at is None else _timestamp(scheduled_at),
-            expires_at=None if expires_at is None else _timestamp(expires_at),
+            scheduled_at=scheduled_at,
+            expires_at=expires_at,
             delay=(opts.get("delay") or None) if scheduled_at is None else None,
             ttl=opts.get("ttl") if expires_at is None else None,
         )

@@ -17,7 +17,17 @@ import orjson
 from taskmill.app import App
 from taskmill.backends import Backend
 from taskmill.errors import TaskmillError
-from taskmill.job import Job, JobState, check_queue_name, parse_duration, parse_priority
+from taskmill.job import (
+    MAX_RETRIES,
+    Job,
+    JobState,
+    check_id,
+    check_max_retries,
+    check_queue_name,
+    check_timeout,
+    parse_duration,
+    parse_priority,
+)
 from taskmill.worker import parse_queues
 
 T = TypeVar("T")
@@ -153,8 +163,18 @@ def _json_of(kind: type[Any]) -> Callable[[str], Any]:
     return parse
 
 
+# The same checks as App.make_job's (taskmill.job), so that a bad value is a usage error
+# here, in the words the Python API and the REST API use.
 duration = _parsed(parse_duration)
+timeout = _parsed(check_timeout)
 queue_name = _parsed(check_queue_name)
+identifier = _parsed(check_id)
+max_retries = click.option(
+    "--max-retries",
+    type=int,
+    callback=_parsed(check_max_retries),
+    help=f"Retries after a failure (0-{MAX_RETRIES}).",
+)
 priority = _parsed(parse_priority)
 queues = _parsed(parse_queues)
 json_object = _parsed(_json_of(dict))

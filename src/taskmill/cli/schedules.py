@@ -22,12 +22,14 @@ from taskmill.cli.common import (
     json_object,
     json_option,
     logging_options,
+    max_retries,
     outcome,
     pass_config,
     print_table,
     priority,
     queue_name,
     run,
+    timeout,
 )
 from taskmill.job import DEFAULT_QUEUE
 from taskmill.schedule import LEADER, Schedule
@@ -154,8 +156,8 @@ def schedules_show(config: Config, name: str, as_json: bool) -> None:
 @click.option("--args", default="[]", callback=json_array, help="Positional arguments: JSON array.")
 @click.option("--queue", callback=queue_name, help="Queue [default: the task's].")
 @click.option("--priority", callback=priority, help="low, medium, high, critical, or 0-100.")
-@click.option("--max-retries", type=click.IntRange(min=0), help="Retries after a failure.")
-@click.option("--timeout", callback=duration, help="Time limit of one attempt.")
+@max_retries
+@click.option("--timeout", callback=timeout, help="Time limit of one attempt.")
 @click.option("--catch-up", default="0", callback=duration, help="Fire missed ticks this old.")
 @click.option("--jitter", default="0", callback=duration, help="Delay each job up to this.")
 @click.option("--paused", is_flag=True, help="Store it paused.")

@@ -22,15 +22,18 @@ from taskmill.cli.common import (
     duration,
     echo_json,
     global_options,
+    identifier,
     json_array,
     json_object,
     json_option,
+    max_retries,
     outcome,
     pass_config,
     print_table,
     priority,
     queue_name,
     span,
+    timeout,
 )
 from taskmill.cli.sources import source_of
 from taskmill.job import Job, JobState
@@ -92,9 +95,11 @@ def _show_job(job: Job) -> None:
 @click.option("--queue", callback=queue_name, help="Queue [default: the task's].")
 @click.option("--priority", callback=priority, help="low, medium, high, critical, or 0-100.")
 @click.option("--delay", callback=duration, help="Run no sooner than this: 10s, 5m.")
-@click.option("--max-retries", type=click.IntRange(min=0), help="Retries after a failure.")
-@click.option("--timeout", callback=duration, help="Time limit of one attempt.")
-@click.option("--id", "job_id", help="The job's id; enqueueing an id again does nothing.")
+@max_retries
+@click.option("--timeout", callback=timeout, help="Time limit of one attempt.")
+@click.option(
+    "--id", "job_id", callback=identifier, help="The job's id; enqueueing an id again does nothing."
+)
 @click.option(
     "--wait", type=click.FloatRange(min=0), metavar="SECONDS", help="Wait for the result; print it."
 )

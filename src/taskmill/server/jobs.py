@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from taskmill.job import JobState
+from taskmill.job import MAX_ID, NAME_PATTERN, JobState
 from taskmill.server.errors import JSON, ApiError, responses
 from taskmill.server.models import (
     BatchIn,
@@ -25,10 +25,12 @@ from taskmill.server.shared import server_of
 
 router = APIRouter(prefix="/api/v1")
 
-JobId = Annotated[str, Path(min_length=1, max_length=255)]
+JobId = Annotated[str, Path(min_length=1, max_length=MAX_ID, pattern=NAME_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Cursor = Annotated[str | None, Query(max_length=64, description="next_cursor of the last page.")]
-TypeFilter = Annotated[str | None, Query(max_length=255, description="Only jobs of this task.")]
+TypeFilter = Annotated[
+    str | None, Query(max_length=255, pattern=NAME_PATTERN, description="Only jobs of this task.")
+]
 QueueFilter = Annotated[QueueName | None, Query()]
 
 

@@ -7,46 +7,101 @@ test checks that the two agree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from taskmill.backends import QueueInfo, WorkerInfo
 from taskmill.errors import JobError
-from taskmill.job import PRIORITY_MAX, PRIORITY_MIN, Job, JobState, parse_duration
+from taskmill.job import (
+    LATEST_TIME,
+    MAX_DURATION,
+    MAX_ID,
+    MAX_RETRIES,
+    MAX_TASK_NAME,
+    NAME_PATTERN,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    QUEUE_PATTERN,
+    Job,
+    JobState,
+    check_id,
+    check_json,
+    check_max_retries,
+    check_metadata,
+    check_task_name,
+    check_timeout,
+    parse_duration,
+    parse_time,
+)
 
-#: Longest duration accepted (ten years): stored times must stay representable.
-MAX_SECONDS = 10 * 365 * 86400.0
 #: Jobs per batch request.
 MAX_BATCH = 1000
-#: Timestamps accepted for scheduled_at: the range a datetime can show again.
-_LATEST = datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 
-def _seconds(value: float | str) -> float:
-    try:
-        seconds = parse_duration(value)
-    except JobError as exc:  # pydantic reports ValueError as a 422; other errors escape
-        raise ValueError(str(exc)) from None
-    if seconds > MAX_SECONDS:
-        raise ValueError(f"at most {MAX_SECONDS:.0f} seconds (ten years)")
-    return seconds
+def _rule(check: Callable[[T], V]) -> AfterValidator:
+    """taskmill's own check of a field (taskmill.job), run by pydantic: the API refuses what
+    the Python API and the CLI refuse, in the same words, as a 422 naming the field. The
+    field takes the value the check returns (seconds from "5m")."""
+
+    def validate(value: T) -> V:
+        try:
+            return check(value)
+        except JobError as exc:  # pydantic reports ValueError as a 422; other errors escape
+            raise ValueError(str(exc)) from None
+
+    return AfterValidator(validate)
+
+
+def _json(field: str) -> AfterValidator:
+    def check(value: T) -> T:
+        check_json(field, value)
+        return value
+
+    return _rule(check)
 
 
 def _in_range(value: datetime) -> datetime:
-    if not 0 <= value.timestamp() < _LATEST:
-        raise ValueError("must be between 1970 and 9999")
+    parse_time("scheduled_at", value)
     return value
 
 
+_DURATION_TEXT = r"^ *[0-9]{1,12}(\.[0-9]{1,9})? *(ms|s|m|h|d)? *$"
 Duration = Annotated[
-    Annotated[float, Field(ge=0, le=MAX_SECONDS)]
-    | Annotated[str, Field(pattern=r"^ *[0-9]{1,12}(\.[0-9]{1,9})? *(ms|s|m|h|d)? *$")],
-    AfterValidator(_seconds),
+    Annotated[float, Field(ge=0, le=MAX_DURATION)] | Annotated[str, Field(pattern=_DURATION_TEXT)],
+    _rule(parse_duration),
     Field(description='Seconds, or a string such as "250ms", "30s", "5m", "2h", "1d".'),
 ]
-QueueName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+Timeout = Annotated[
+    Annotated[float, Field(gt=0, le=MAX_DURATION)] | Annotated[str, Field(pattern=_DURATION_TEXT)],
+    _rule(check_timeout),
+    Field(description='Seconds (> 0), or a string such as "250ms", "30s", "5m", "2h".'),
+]
+QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN)]
+_ALPHABET = "printable characters, no '/'"
+TaskName = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_TASK_NAME, pattern=NAME_PATTERN, description=_ALPHABET),
+    _rule(check_task_name),
+]
+JobId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID, pattern=NAME_PATTERN, description=_ALPHABET),
+    _rule(check_id),
+]
+#: Ids and task names that look jobs up: the alphabet, not the whole check (a job stored
+#: before it is still found; one no check allows is simply not).
+IdFilter = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=NAME_PATTERN)]
+TaskFilter = Annotated[str, Field(min_length=1, max_length=255, pattern=NAME_PATTERN)]
+Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES), _rule(check_max_retries)]
+Payload = Annotated[dict[str, Any], _json("payload")]
+Args = Annotated[list[Any], _json("args")]
+Metadata = Annotated[dict[str, Any], _rule(check_metadata)]
 PriorityName = Literal["low", "medium", "high", "critical"]
 Strategy = Literal["exponential", "linear", "fixed"]
 Status = Literal[
@@ -60,26 +115,26 @@ class _Strict(BaseModel):
 
 
 class JobIn(_Strict):
-    type: str = Field(min_length=1, max_length=255, description="The task's name.")
-    payload: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments.")
-    args: list[Any] = Field(default_factory=list, description="Positional arguments.")
+    type: TaskName = Field(description="The task's name.")
+    payload: Payload = Field(default_factory=dict, description="Keyword arguments.")
+    args: Args = Field(default_factory=list, description="Positional arguments.")
     queue: QueueName | None = None
     priority: Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)] | PriorityName | None = None
-    max_retries: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    max_retries: Retries | None = None
     retry_strategy: Strategy | None = None
     retry_delay: Duration | None = None
     max_retry_delay: Duration | None = None
-    timeout: Duration | None = None
+    timeout: Timeout | None = None
     scheduled_at: Annotated[AwareDatetime, AfterValidator(_in_range)] | None = Field(
         default=None, description="When to run it (RFC 3339 with an offset)."
     )
     delay: Duration | None = Field(default=None, description="Run no sooner than this.")
     ttl: Duration | None = Field(default=None, description="Expire unrun after this.")
     result_ttl: Duration | None = Field(default=None, description="Keep it this long once done.")
-    id: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
+    id: JobId | None = Field(
         default=None, description="The job's id; submitting an id again returns that job."
     )
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
     def options(self) -> dict[str, Any]:
         """The job options given, as App.make_job takes them."""
@@ -151,7 +206,7 @@ class QueueSettingsIn(_Strict):
         default=None,
         description="The most jobs of this queue running at once, across every worker.",
     )
-    max_retries: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    max_retries: Retries | None = None
     retry_strategy: Strategy | None = None
     retry_delay: Duration | None = None
     max_retry_delay: Duration | None = None
@@ -218,17 +273,15 @@ class WorkerOut(BaseModel):
 
 
 class RequeueIn(_Strict):
-    ids: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = Field(
-        default=None, max_length=MAX_BATCH
-    )
+    ids: list[IdFilter] | None = Field(default=None, max_length=MAX_BATCH)
     queue: QueueName | None = None
-    type: str | None = None
+    type: TaskFilter | None = None
     all: bool = Field(default=False, description="Requeue every dead job.")
 
 
 class PurgeIn(_Strict):
     queue: QueueName | None = None
-    type: str | None = None
+    type: TaskFilter | None = None
 
 
 class Count(BaseModel):
@@ -254,7 +307,7 @@ class Health(BaseModel):
 
 def when(seconds: float | None) -> datetime | None:
     """A stored UNIX time as a UTC datetime (orjson writes it as RFC 3339)."""
-    if seconds is None or not 0 <= seconds < _LATEST:
+    if seconds is None or not 0 <= seconds < LATEST_TIME:
         return None
     return datetime.fromtimestamp(seconds, UTC)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request, Response
 from prometheus_client.metrics_core import Metric
 
 from taskmill.backends import Backend, QueueInfo
-from taskmill.job import WAITING_STATES, JobState
+from taskmill.job import QUEUE_PATTERN, WAITING_STATES, JobState
 from taskmill.metrics import CONTENT_TYPE, as_json, backend_families, exposition
 from taskmill.server.errors import JSON, ApiError, responses
 from taskmill.server.models import (
@@ -28,7 +28,7 @@ from taskmill.server.models import (
 from taskmill.server.shared import Server, server_of
 
 router = APIRouter()
-QueueParam = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+QueueParam = Annotated[str, Path(pattern=QUEUE_PATTERN)]
 _QUEUES = "/api/v1/queues"
 
 

@@ -9,15 +9,14 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskmill.errors import ScheduleNotFoundError
-from taskmill.schedule import Schedule
+from taskmill.schedule import NAME, Schedule
 from taskmill.server.errors import JSON, ApiError, responses
-from taskmill.server.models import JobList, job_out
-from taskmill.server.shared import server_of
+from taskmill.server.models import Args, Duration, JobList, Payload, TaskName, job_out
+from taskmill.server.shared import Server, server_of
 
 router = APIRouter(prefix="/api/v1/schedules", tags=["schedules"])
 
-Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
-Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
+Name = Annotated[str, Path(pattern=NAME)]
 
 
 class ScheduleChange(BaseModel):
@@ -25,22 +24,22 @@ class ScheduleChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str | None = Field(default=None, min_length=1, max_length=255, description="Task.")
+    type: TaskName | None = Field(default=None, description="Task.")
     cron: str | None = Field(
         default=None,
         max_length=200,
         description="5 fields, or 6 with seconds first; or @hourly, @daily, ...",
     )
     tz: str | None = Field(default=None, max_length=64, description="IANA time zone.")
-    args: list[Any] | None = None
-    payload: dict[str, Any] | None = Field(default=None, description="Keyword arguments.")
+    args: Args | None = None
+    payload: Payload | None = Field(default=None, description="Keyword arguments.")
     options: dict[str, Any] | None = Field(
         default=None, description="Job options: queue, priority, max_retries, timeout, ..."
     )
-    catch_up: Seconds | None = Field(
+    catch_up: Duration | None = Field(
         default=None, description="Missed ticks at most this old fire late; 0 skips them."
     )
-    jitter: Seconds | None = Field(default=None, description="Random delay of each tick's job.")
+    jitter: Duration | None = Field(default=None, description="Random delay of each tick's job.")
     paused: bool | None = None
 
     def fields(self) -> dict[str, Any]:
@@ -51,8 +50,8 @@ class ScheduleChange(BaseModel):
 
 
 class ScheduleIn(ScheduleChange):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
-    type: str = Field(min_length=1, max_length=255, description="Task.")
+    name: str = Field(pattern=NAME)
+    type: TaskName = Field(description="Task.")
     cron: str = Field(max_length=200)
 
 
@@ -98,6 +97,14 @@ def _out(schedule: Schedule, status: int = 200) -> Response:
     return JSON(schedule_out(schedule, time.time()), status_code=status)
 
 
+async def _strict(server: Server, task: str) -> bool | None:
+    """Whether to refuse `task` if the app does not know it: as for a job submitted here,
+    a task a worker knows is taken [else the app's `strict`]."""
+    if task not in server.app.tasks and task in await server.worker_tasks(fresh=True):
+        return False
+    return None
+
+
 @router.get("", response_model=list[ScheduleOut], responses=responses())
 async def list_schedules(request: Request) -> Response:
     now = time.time()
@@ -108,13 +115,15 @@ async def list_schedules(request: Request) -> Response:
 @router.post("", status_code=201, response_model=ScheduleOut, responses=responses(409))
 async def create_schedule(body: ScheduleIn, request: Request) -> Response:
     """Store a new schedule (409 if the name is taken: PUT changes one)."""
-    schedules = server_of(request).app.schedules
+    server = server_of(request)
+    schedules = server.app.schedules
     fields = body.fields()
     name, task, cron = fields.pop("name"), fields.pop("task"), fields.pop("cron")
     try:
         await schedules.aget(name)
     except ScheduleNotFoundError:
-        return _out(await schedules.acreate(name, task, cron, **fields), 201)
+        strict = await _strict(server, task)
+        return _out(await schedules.acreate(name, task, cron, strict=strict, **fields), 201)
     raise ApiError(409, f"schedule {name!r} exists; PUT changes it")
 
 
@@ -126,7 +135,10 @@ async def get_schedule(name: Name, request: Request) -> Response:
 @router.put("/{name}", response_model=ScheduleOut, responses=responses(404))
 async def update_schedule(name: Name, body: ScheduleChange, request: Request) -> Response:
     """Change the fields given; the schedule's ticks so far are kept."""
-    return _out(await server_of(request).app.schedules.aupdate(name, **body.fields()))
+    server, fields = server_of(request), body.fields()
+    if "task" in fields:
+        fields["strict"] = await _strict(server, fields["task"])
+    return _out(await server.app.schedules.aupdate(name, **fields))
 
 
 @router.delete("/{name}", status_code=204, responses=responses(404))
