@@ -12,10 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from taskmill import App, Worker
 from taskmill.backends import WorkerInfo
+from taskmill.errors import JobError
 from tests.server.conftest import created, drain, error, poll
 
 pytestmark = pytest.mark.parametrize("url", ["sqlite", "redis", "postgres"], indirect=True)
 JOBS = "/api/v1/jobs"
+JSON_TYPE = {"content-type": "application/json"}
 
 
 async def test_a_job_with_every_option_and_its_full_record(client: httpx.AsyncClient) -> None:
@@ -135,6 +137,61 @@ async def test_bad_input_is_refused_naming_what_is_wrong(client: httpx.AsyncClie
     error(await client.get(JOBS, params={"status": "lost"}), 422, "validation_error")
     error(await client.get("/api/v1/nothing-here"), 404, "not_found")
     error(await client.put(JOBS), 405, "method_not_allowed")
+
+
+async def test_numbers_json_cannot_carry_and_deep_nesting_are_refused_and_listings_work(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 17, finding 5: NaN, Infinity and 1e999 were stored as null; a payload nested
+    about 252 deep was stored, and then GET /api/v1/jobs answered 500."""
+    deep = "[" * 252 + "1" + "]" * 252
+    for field, text in [
+        ("args", '"args": [NaN, 1]'), ("args", '"args": [1, -Infinity]'),
+        ("payload", '"payload": {"a": 1e999, "b": 1}'), ("metadata", '"metadata": {"m": NaN}'),
+        ("args", f'"args": [{deep}, 1]'), ("payload", f'"payload": {{"a": {deep}}}'),
+        ("metadata", f'"metadata": {{"m": {deep}}}'),
+    ]:  # fmt: skip
+        content = f'{{"type": "add", {text}}}'.encode()
+        response = await client.post(JOBS, content=content, headers=JSON_TYPE)
+        body = error(response, 422, "validation_error")
+        assert body["details"]["errors"][0]["field"] == f"body.{field}", body
+        assert body["message"].startswith(f"invalid request: body.{field}: {field}: "), body
+    assert (await client.get(JOBS)).json()["jobs"] == []
+
+
+async def test_ids_with_a_slash_or_control_characters_are_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 17, finding 5: a job id with '/' was stored, then unreachable (404)."""
+    for job_id in ["a/b", "nul\x00", "..", "x" * 256]:
+        response = await client.post(JOBS, json={"type": "add", "args": [1, 2], "id": job_id})
+        body = error(response, 422, "validation_error")
+        assert body["message"].startswith("invalid request: body.id: id: must be"), body
+    job = created(await client.post(JOBS, json={"type": "add", "args": [1, 2], "id": "a:b c%"}))
+    assert (await client.get(f"{JOBS}/a:b%20c%25")).json()["id"] == job["id"] == "a:b c%"
+    error(await client.get(f"{JOBS}/nul%00"), 422, "validation_error")
+    error(await client.get(JOBS, params={"type": "a\x00"}), 422, "validation_error")
+
+
+async def test_options_out_of_range_are_refused_as_the_python_api_refuses_them(
+    client: httpx.AsyncClient, taskapp: App
+) -> None:
+    """Issue 17, finding 9, through the API: the same rule, in the same words."""
+    for field, value in [
+        ("timeout", 0), ("timeout", "0s"), ("max_retries", 10**9), ("delay", 1e20),
+        ("type", "x" * 100_000), ("type", "a/b"), ("scheduled_at", "1960-01-01T00:00:00Z"),
+        ("ttl", "99999d"),
+    ]:  # fmt: skip
+        response = await client.post(JOBS, json={"type": "add", "args": [1, 2], field: value})
+        message = error(response, 422, "validation_error")["message"]
+        option = {"type": "task", "scheduled_at": "scheduled_at"}.get(field, field)
+        assert message.startswith(f"invalid request: body.{field}: {option}: "), message
+        if field not in ("type", "scheduled_at"):
+            with pytest.raises(JobError) as refused:
+                taskapp.make_job("add", [1, 2], **{field: value})
+            # The same words, but for the value as written back (0 came as 0.0).
+            assert str(refused.value).partition(" got ")[0] in message
+    assert (await client.get(JOBS)).json()["jobs"] == []
 
 
 async def test_a_task_only_a_live_worker_knows_is_accepted(

@@ -7,6 +7,7 @@ import pytest
 
 from taskmill import App
 from taskmill.scheduler import Scheduler
+from taskmill.server import create_app
 from tests.conftest import FakeClock
 from tests.server.conftest import created, error
 
@@ -71,3 +72,48 @@ async def test_a_schedules_jobs_are_listed(client: httpx.AsyncClient, taskapp: A
     jobs = (await client.get(f"{SCHEDULES}/every-second/jobs")).json()["jobs"]
     assert jobs and jobs[0]["id"].startswith("schedule:every-second:")
     assert jobs[0]["type"] == "add" and jobs[0]["args"] == [1, 2]
+
+
+async def test_unknown_tasks_crons_that_never_fire_and_poison_payloads_are_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """Issue 17, findings 5 and 9: each of these was stored (and the deep payload then made
+    GET /api/v1/schedules answer 500)."""
+    base = {"name": "s", "type": "add", "cron": "* * * * *", "args": [1, 2]}
+    body = error(await client.post(SCHEDULES, json={**base, "type": "ghost"}), 422,
+                 "invalid_schedule")  # fmt: skip
+    assert "unknown task 'ghost'" in body["message"]
+    body = error(await client.post(SCHEDULES, json={**base, "cron": "0 0 30 2 *"}), 422,
+                 "invalid_schedule")  # fmt: skip
+    assert "never fires" in body["message"]
+    deep = "[" * 252 + "1" + "]" * 252
+    for field, text in [
+        ("args", f'"args": [{deep}, 1]'), ("payload", '"payload": {"b": NaN}'),
+        ("jitter", '"jitter": Infinity'), ("catch_up", '"catch_up": "soon"'),
+    ]:  # fmt: skip
+        content = f'{{"name": "s", "type": "add", "cron": "* * * * *", {text}}}'.encode()
+        response = await client.post(
+            SCHEDULES, content=content, headers={"content-type": "application/json"}
+        )
+        found = error(response, 422, "validation_error")["details"]["errors"][0]["field"]
+        assert found.startswith(f"body.{field}"), found
+    error(await client.post(SCHEDULES, json={**base, "options": {"timeout": 0}}), 422,
+          "invalid_schedule")  # fmt: skip
+    listing = await client.get(SCHEDULES)
+    assert listing.status_code == 200 and listing.json() == []
+    made = created(await client.post(SCHEDULES, json={**base, "jitter": "5m"}))
+    assert made["jitter"] == 300
+    body = error(await client.put(f"{SCHEDULES}/s", json={"type": "ghost"}), 422,
+                 "invalid_schedule")  # fmt: skip
+    assert "unknown task 'ghost'" in body["message"]
+
+
+async def test_a_server_that_knows_no_tasks_takes_any_task(url: str) -> None:
+    loose = App(url, strict=False)
+    transport = httpx.ASGITransport(create_app(loose))
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+        body = {"name": "s", "type": "billing.charge", "cron": "@daily"}
+        assert created(await http.post(SCHEDULES, json=body))["type"] == "billing.charge"
+        error(await http.post(SCHEDULES, json={**body, "name": "t", "cron": "0 0 30 2 *"}),
+              422, "invalid_schedule")  # fmt: skip
+    await loose.aclose()

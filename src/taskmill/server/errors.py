@@ -98,8 +98,13 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 async def _validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    # A check of taskmill's own (models._rule) raised ValueError: its words, as the Python
+    # API and the CLI say them, without pydantic's "Value error, " before them.
     errors = [
-        {"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", "invalid"))}
+        {
+            "field": _field(tuple(e.get("loc", ()))),
+            "message": str(e.get("msg", "invalid")).removeprefix("Value error, "),
+        }
         for e in exc.errors()
     ]
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])

@@ -11,7 +11,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+)
 
 from taskmill.backends import QueueInfo, WorkerInfo
 from taskmill.errors import JobError
@@ -33,7 +41,7 @@ from taskmill.job import (
     check_metadata,
     check_task_name,
     check_timeout,
-    parse_duration,
+    parse_option_duration,
     parse_time,
 )
 
@@ -58,6 +66,14 @@ def _rule(check: Callable[[T], V]) -> AfterValidator:
     return AfterValidator(validate)
 
 
+def _duration(value: float | str, info: ValidationInfo) -> float:
+    """parse_option_duration, named after the field (delay, ttl, catch_up, ...)."""
+    try:
+        return parse_option_duration(info.field_name or "duration", value)
+    except JobError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _json(field: str) -> AfterValidator:
     def check(value: T) -> T:
         check_json(field, value)
@@ -71,34 +87,55 @@ def _in_range(value: datetime) -> datetime:
     return value
 
 
+When = Annotated[AwareDatetime, _rule(_in_range)]
+
+
+# The checks are taskmill.job's (_rule); WithJsonSchema only documents them for OpenAPI, so
+# that a refusal comes in the check's own words, not in pydantic's.
 _DURATION_TEXT = r"^ *[0-9]{1,12}(\.[0-9]{1,9})? *(ms|s|m|h|d)? *$"
 Duration = Annotated[
-    Annotated[float, Field(ge=0, le=MAX_DURATION)] | Annotated[str, Field(pattern=_DURATION_TEXT)],
-    _rule(parse_duration),
-    Field(description='Seconds, or a string such as "250ms", "30s", "5m", "2h", "1d".'),
-]
+    float | str,
+    AfterValidator(_duration),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
+            {"type": "string", "pattern": _DURATION_TEXT},
+        ],
+        "description": 'Seconds, or a string such as "250ms", "30s", "5m", "2h", "1d".',
+    }),
+]  # fmt: skip
 Timeout = Annotated[
-    Annotated[float, Field(gt=0, le=MAX_DURATION)] | Annotated[str, Field(pattern=_DURATION_TEXT)],
+    float | str,
     _rule(check_timeout),
-    Field(description='Seconds (> 0), or a string such as "250ms", "30s", "5m", "2h".'),
-]
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION},
+            {"type": "string", "pattern": _DURATION_TEXT},
+        ],
+        "description": 'Seconds (> 0), or a string such as "250ms", "30s", "5m", "2h".',
+    }),
+]  # fmt: skip
 QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN)]
-_ALPHABET = "printable characters, no '/'"
-TaskName = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_TASK_NAME, pattern=NAME_PATTERN, description=_ALPHABET),
-    _rule(check_task_name),
-]
-JobId = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_ID, pattern=NAME_PATTERN, description=_ALPHABET),
-    _rule(check_id),
-]
+
+
+def _name_schema(limit: int) -> WithJsonSchema:
+    return WithJsonSchema({
+        "type": "string", "minLength": 1, "maxLength": limit, "pattern": NAME_PATTERN,
+        "description": "Printable characters, no '/' (and not . or ..).",
+    })  # fmt: skip
+
+
+TaskName = Annotated[str, _rule(check_task_name), _name_schema(MAX_TASK_NAME)]
+JobId = Annotated[str, _rule(check_id), _name_schema(MAX_ID)]
 #: Ids and task names that look jobs up: the alphabet, not the whole check (a job stored
 #: before it is still found; one no check allows is simply not).
 IdFilter = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=NAME_PATTERN)]
 TaskFilter = Annotated[str, Field(min_length=1, max_length=255, pattern=NAME_PATTERN)]
-Retries = Annotated[int, Field(ge=0, le=MAX_RETRIES), _rule(check_max_retries)]
+Retries = Annotated[
+    int,
+    _rule(check_max_retries),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": MAX_RETRIES}),
+]
 Payload = Annotated[dict[str, Any], _json("payload")]
 Args = Annotated[list[Any], _json("args")]
 Metadata = Annotated[dict[str, Any], _rule(check_metadata)]
@@ -125,7 +162,7 @@ class JobIn(_Strict):
     retry_delay: Duration | None = None
     max_retry_delay: Duration | None = None
     timeout: Timeout | None = None
-    scheduled_at: Annotated[AwareDatetime, AfterValidator(_in_range)] | None = Field(
+    scheduled_at: When | None = Field(
         default=None, description="When to run it (RFC 3339 with an offset)."
     )
     delay: Duration | None = Field(default=None, description="Run no sooner than this.")
