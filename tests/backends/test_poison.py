@@ -70,6 +70,13 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         "errors not JSON": _sqlite("errors", "[{oops"),
         "errors of the wrong shape": _sqlite("errors", "[1, 2]"),
     },
+    "redis": {
+        "spec not JSON": _redis("HSET", "KEY", "spec", b"\xff{garbage"),
+        "spec of the wrong shape": _redis("HSET", "KEY", "spec", b"[1]"),
+        "errors not JSON": _redis("HSET", "KEY", "errors", b"[{oops"),
+        "fields missing": _redis("HDEL", "KEY", "task", "payload", "created"),
+        "state missing": _redis("HDEL", "KEY", "state"),
+    },
     "postgres": {
         "spec of the wrong shape": _postgres(
             "UPDATE taskmill_jobs SET spec = %s::json WHERE id = %s", '{"retry": "x"}'
@@ -85,6 +92,7 @@ CORRUPTIONS: dict[str, dict[str, Corruption]] = {
         ),
     },
 }
+CORRUPTIONS["redis-cluster"] = CORRUPTIONS["redis"]
 #: The job's record deleted behind its indexes (Redis keeps them apart).
 GONE = _redis("DEL", "KEY")
 
@@ -110,8 +118,8 @@ def assert_quarantined(job: Job | None) -> None:
 
 
 async def test_a_claim_quarantines_what_it_cannot_read(url: str, backend: Backend) -> None:
-    for name, corrupt in corruptions(url).items():
-        bad, good = Job(task="t", queue=f"q{len(name)}"), Job(task="t", queue=f"q{len(name)}")
+    for n, (name, corrupt) in enumerate(corruptions(url).items()):
+        bad, good = Job(task="t", queue=f"q{n}"), Job(task="t", queue=f"q{n}")
         await backend.enqueue([bad, good])  # the bad one first: at the head of its queue
         corrupt(url, bad.queue, bad.id)
         taken = await backend.claim([bad.queue], "w1", 10, LEASE)
@@ -155,3 +163,27 @@ async def test_a_listing_leaves_out_what_it_cannot_read(
     assert all(job.state == JobState.PENDING for job in listed)
     unread = {job.id for job in bad} - {job.id for job in listed}
     assert all(job_id in caplog.text for job_id in unread)
+
+
+async def test_an_index_entry_whose_record_is_gone_is_dropped(
+    url: str, backend: Backend, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not kind_of(url).startswith("redis"):
+        pytest.skip("only Redis keeps a job's indexes apart from its record")
+    ready, later, running, good = Job(task="t"), Job(task="t"), Job(task="t"), Job(task="t")
+    later.run_at = clock() + 5
+    await backend.enqueue([running])
+    assert [job.id for job in await backend.claim(["default"], "w1", 1, LEASE)] == [running.id]
+    await backend.enqueue([ready, later, good])
+    for job in (ready, later, running):
+        GONE(url, job.queue, job.id)
+    # The listing drops the entries it meets, the claim those in the ready and scheduled
+    # indexes (and fails on none of them), upkeep the lease: each logged.
+    listed, _ = await backend.list_jobs()
+    assert [job.id for job in listed] == [good.id]
+    clock.advance(LEASE + 1)
+    assert [job.id for job in await backend.claim(["default"], "w1", 10, LEASE)] == [good.id]
+    assert await backend.maintain() == 0
+    for job in (ready, later, running):
+        assert await backend.get(job.id) is None
+        assert f"index entry {job.id!r} dropped" in caplog.text

@@ -27,6 +27,7 @@ from taskmill import App, JobState
 from taskmill.backends import Outcome, connect, drive
 from taskmill.backends.redis import IDS, QUEUES, RedisBackend
 from taskmill.backends.redis_client import BlockingClient, Client
+from taskmill.backends.redis_records import job_of, pairs
 from taskmill.backends.redis_scripts import GLOBAL_SCRIPTS, LIBRARY, QUEUE_SCRIPTS, queue_keys
 from taskmill.backends.rules import rescue
 from taskmill.errors import BackendError
@@ -121,8 +122,9 @@ async def test_a_cancel_requested_after_an_expired_lease_was_listed_wins(
         (claimed,) = await backend.claim(["default"], "w1", 1, 1.0)
         clock.advance(2)
         keys = queue_keys("default")
-        _, expired = await backend._script("maintain", keys, [clock(), 10])
-        assert [v.decode() for v in expired] == [job.id, claimed.token, "1", "", "", "{}", "w1"]
+        _, (record,), _ = await backend._script("maintain", keys, [clock(), 10])
+        listed = job_of("default", pairs(record))
+        assert (listed.id, listed.token, listed.attempts) == (job.id, claimed.token, 1)
         fate = rescue(
             attempts=1,
             max_retries=DEFAULT_MAX_RETRIES,

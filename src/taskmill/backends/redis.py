@@ -38,6 +38,7 @@ client, then raised as BackendError; the client reconnects on the next call.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -70,10 +71,13 @@ from taskmill.backends.rules import (
     Outcome,
     QueueInfo,
     WorkerInfo,
+    lost,
     rescue,
+    sift,
+    skipped,
 )
 from taskmill.errors import BackendError, ConfigError
-from taskmill.job import DEFAULT_MAX_RETRIES, Job, JobState, decode, decode_spec, encode_spec
+from taskmill.job import Job, JobState, decode, encode_spec
 
 IDS = f"{PREFIX}:{{@}}:ids"
 QUEUES = f"{PREFIX}:{{@}}:queues"
@@ -105,6 +109,30 @@ def _lseqs(now: float, count: int) -> int:
 def _wake(keys: QueueKeys) -> list[Op]:
     """Wake a queue's idle workers, keeping at most WAKE_CAP tokens (as common.lua's wake)."""
     return [("LPUSH", keys.wake, 1), ("LTRIM", keys.wake, 0, WAKE_CAP - 1)]
+
+
+def _readable(queue: str, fields: Sequence[bytes], job_id: str) -> Job | None:
+    """The job of a hash read by id; None (logged) if it has none or cannot be read."""
+    if not fields:
+        return None
+    jobs, bad = sift([{**pairs(fields), b"id": job_id.encode()}], functools.partial(job_of, queue))
+    for _, reason in bad:
+        skipped(job_id, reason)
+    return jobs[0] if jobs else None
+
+
+def _rescue(job: Job, now: float) -> tuple[Any, ...]:
+    """rescue.lua's arguments for a job whose lease expired."""
+    fate = rescue(
+        attempts=job.attempts,
+        max_retries=job.max_retries,
+        cancel_requested=job.cancel_requested,
+        retry=job.retry,
+        worker=job.worker,
+        now=now,
+    )
+    run_at = "" if fate.run_at is None else fate.run_at
+    return job.id, job.token, fate.state.value, run_at, orjson.dumps(fate.error.to_dict())
 
 
 #: What a call to Redis may raise; the backend raises it again as BackendError.
@@ -308,13 +336,18 @@ class RedisBackend(RedisSchedules, RedisClaims):
         if queue is None:
             return None
         (fields,) = await self._exec([("HGETALL", queue_keys(queue).job + job_id)])
-        return job_of(queue, {**pairs(fields), b"id": job_id.encode()}) if fields else None
+        return _readable(queue, fields, job_id)
 
     async def _list_jobs(self, listing: Listing) -> tuple[list[Job], int | None]:
         state, queue, task, limit, before = listing
         queues = [queue] if queue is not None else await self._queues()
         args = ["+inf" if before is None else before, limit, state or "", task or ""]
-        results = await self._exec([("script", "list", queue_keys(q), args) for q in queues])
+        results = []
+        for q, (records, gone) in zip(queues, await self._exec(
+            [("script", "list", queue_keys(q), args) for q in queues]), strict=True):  # fmt: skip
+            if gone:
+                lost(q, gone)
+            results.append(records)
         # Each queue gave its newest `limit` matches: the newest `limit` of them all are the
         # page. A queue that gave `limit` may hold more.
         found = [
@@ -325,7 +358,9 @@ class RedisBackend(RedisSchedules, RedisClaims):
         found.sort(key=lambda item: item[0], reverse=True)
         page = found[:limit]
         more = len(found) > limit or any(len(result) == 2 * limit for result in results)
-        jobs = [job_of(q, pairs(fields)) for _, q, fields in page]
+        jobs, bad = sift(page, lambda item: job_of(item[1], pairs(item[2])))
+        for (_, _, fields), reason in bad:
+            skipped(pairs(fields).get(b"id"), reason)
         return jobs, page[-1][0] if more and page else None
 
     async def _cancel(self, job_id: str) -> Job | None:
@@ -333,7 +368,7 @@ class RedisBackend(RedisSchedules, RedisClaims):
         if queue is None:
             return None
         fields = await self._script("cancel", queue_keys(queue), [self.clock(), job_id])
-        return job_of(queue, pairs(fields)) if fields else None
+        return _readable(queue, fields, job_id)
 
     async def _delete(self, job_id: str) -> bool:
         queue = await self._owner(job_id)
@@ -409,28 +444,23 @@ class RedisBackend(RedisSchedules, RedisClaims):
         if gone:
             cleanup.append(("HDEL", WORKERS, *gone))
         rescues: list[Op] = []
-        for queue, (pruned, expired) in zip(queues, results, strict=True):
+        quarantined = 0
+        for queue, (pruned, expired, gone) in zip(queues, results, strict=True):
             if pruned:
                 cleanup.append(("HDEL", IDS, *pruned))
-            args: list[Any] = [now]
-            for i in range(0, len(expired), 7):
-                job_id, token, attempts, retries, cancel, spec, worker = expired[i : i + 7]
-                fate = rescue(
-                    attempts=int(attempts),
-                    max_retries=int(retries) if retries else DEFAULT_MAX_RETRIES,
-                    cancel_requested=cancel == b"1",
-                    retry=decode_spec(spec)[0],
-                    worker=worker.decode(),
-                    now=now,
-                )
-                run_at = "" if fate.run_at is None else fate.run_at
-                error = orjson.dumps(fate.error.to_dict())
-                args += [job_id, token, fate.state.value, run_at, error]
-            if len(args) > 1:
+            if gone:
+                lost(queue, gone)
+            records = [pairs(fields) for fields in expired]
+            jobs, bad = sift(records, functools.partial(job_of, queue))
+            if bad:
+                await self._quarantine(queue, [(r, r.get(b"token"), why) for r, why in bad])
+                quarantined += len(bad)
+            if jobs:
+                args = [now, *(value for job in jobs for value in _rescue(job, now))]
                 rescues.append(("script", "rescue", queue_keys(queue), args))
         rescued = await self._exec(rescues)
         await self._exec(cleanup)
-        return sum(rescued)
+        return int(sum(rescued)) + quarantined
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._exec([("HDEL", WORKERS, worker_id)])

@@ -18,13 +18,18 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from taskmill.backends.base import Backend
 from taskmill.backends.redis_client import BlockingClient, Client, ReplyError
 from taskmill.backends.redis_records import job_of, pairs
 from taskmill.backends.redis_scripts import PREFIX, Op, command, noscript, queue_keys
-from taskmill.backends.rules import CLOCK_CHECK
+from taskmill.backends.rules import CLOCK_CHECK, lost, quarantine, why
 from taskmill.errors import BackendError
 from taskmill.job import Job, JobState
+
+#: A record a script returned that cannot be read: its fields, its token, and why.
+Unread = tuple[dict[bytes, bytes], bytes | str | None, str]
 
 if TYPE_CHECKING:
     from taskmill.backends.redis_cluster import Cluster
@@ -45,17 +50,26 @@ class Claim:
         args = [now, self.limit, self.worker_id, self.lease, self.nonce]
         return ("script", "claim", self.keys, [*args, self.offset] if offset else args)
 
-    def jobs(self, reply: Sequence[Any]) -> list[Job]:
-        fresh, records, stamp = reply
-        now, jobs = float(stamp), []
+    def jobs(self, reply: Sequence[Any]) -> tuple[list[Job], list[Unread]]:
+        """The jobs claimed, and apart the records that cannot be read."""
+        fresh, records, stamp, gone = reply
+        if gone:
+            lost(self.queue, gone)
+        now, jobs, unread = float(stamp), [], list[Unread]()
         for i, fields in enumerate(records, start=1):
-            job = job_of(self.queue, pairs(fields))
+            record = pairs(fields)
+            try:
+                job = job_of(self.queue, record)
+            except Exception as exc:  # any error: the record cannot be read (rules.sift)
+                token = f"{self.nonce}:{i}" if fresh else record.get(b"token")
+                unread.append((record, token, why(exc)))
+                continue
             if fresh:  # read before the claim changed it
                 job.state, job.attempts = JobState.RUNNING, job.attempts + 1
                 job.token, job.worker, job.started_at = f"{self.nonce}:{i}", self.worker_id, now
                 job.lease_until, job.cancel_requested = now + self.lease, False
             jobs.append(job)
-        return jobs
+        return jobs, unread
 
 
 class RedisClaims(Backend):
@@ -125,16 +139,38 @@ class RedisClaims(Backend):
                 return jobs
 
     async def _take(self, claim: Claim, now: float) -> list[Job]:
-        return self._claimed(claim, await self._script(*claim.op(now)[1:]))
+        return await self._claimed(claim, await self._script(*claim.op(now)[1:]))
 
     async def _take_to_the_end(self, claim: Claim) -> list[Job]:
         return await self.claim_to_the_end(self._take(claim, self.clock()))
 
-    def _claimed(self, claim: Claim, reply: Any) -> list[Job]:
-        jobs = claim.jobs(reply)
+    async def _claimed(self, claim: Claim, reply: Any) -> list[Job]:
+        jobs, unread = claim.jobs(reply)
+        if unread:
+            await self._quarantine(claim.queue, unread)
         for job in jobs:
             self._queue_of[job.id] = claim.queue
         return jobs
+
+    async def _quarantine(self, queue: str, unread: Sequence[Unread]) -> None:
+        """Send records that cannot be read, still held on their tokens, to the dead-letter
+        queue (lua/quarantine.lua)."""
+        now = self.clock()
+        args: list[Any] = [now]
+        for record, token, reason in unread:
+            job_id = record.get(b"id", b"").decode(errors="replace")
+            attempts = record.get(b"attempts", b"0")
+            q = quarantine(
+                job_id,
+                reason,
+                now,
+                int(attempts) if attempts.isdigit() else 0,
+                spec=record.get(b"spec"),
+                errors=record.get(b"errors"),
+            )
+            spec = b"" if q.spec is None else q.spec
+            args += [record.get(b"id", b""), token or b"", orjson.dumps(q.errors), spec]
+        await self._script("quarantine", queue_keys(queue), args)
 
     async def _block(
         self, keys: list[str], timeout: float, claim: Claim | None
@@ -164,7 +200,7 @@ class RedisClaims(Backend):
                     return replies[0] is not None, await self._take_to_the_end(claim)
                 if isinstance(replies[1], ReplyError):
                     raise replies[1]
-                return replies[0] is not None, self._claimed(claim, replies[1])
+                return replies[0] is not None, await self._claimed(claim, replies[1])
             calls = [
                 asyncio.ensure_future(client.blocking([("BLPOP", key, seconds)], seconds))
                 for key in keys

@@ -28,7 +28,7 @@ from taskmill.job import DEFAULT_MAX_RETRIES, DEFAULT_PRIORITY, DEFAULT_RESULT_T
 
 QUEUE_SCRIPTS = (
     "enqueue", "claim", "finish", "heartbeat", "cancel", "delete", "maintain", "rescue",
-    "requeue", "purge", "peek", "stats", "list",
+    "requeue", "purge", "peek", "stats", "list", "quarantine",
 )  # fmt: skip
 GLOBAL_SCRIPTS = ("register", "tick", "lease", "release")
 

@@ -277,8 +277,13 @@ def sift(
         try:
             good.append(read(row))
         except Exception as exc:  # any error: see the docstring
-            bad.append((row, f"{type(exc).__name__}: {exc}"[:QUOTE]))
+            bad.append((row, why(exc)))
     return good, bad
+
+
+def why(exc: Exception) -> str:
+    """Why a record cannot be read, as a quarantine's reason."""
+    return f"{type(exc).__name__}: {exc}"[:QUOTE]
 
 
 def skipped(job_id: object, reason: str) -> None:

@@ -14,10 +14,12 @@
 -- ARGV[6] -> optional: the caller's clock minus the server's. Given when the call was
 --            queued behind a blocking wait, so ARGV[1] may be stale by the time it runs:
 --            now is then the server's clock in the caller's terms (never before ARGV[1]).
--- Returns {fresh, records, now}: the records taken (record() each), in order; fresh = 1 when
--- they were read before this claim changed them (the caller applies the claim: state
+-- Returns {fresh, records, now, lost}: the records taken (record() each), in order; fresh = 1
+-- when they were read before this claim changed them (the caller applies the claim: state
 -- running, attempts + 1, token, worker, started = now, lease = now + lease), 0 when a retry
--- replays an earlier call.
+-- replays an earlier call; lost: the ids of index entries dropped because their job's hash
+-- is gone (the caller logs them). A record the caller cannot read it quarantines
+-- (quarantine.lua), by its token.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 if ARGV[6] then
   local time = redis.call('TIME')
@@ -38,10 +40,11 @@ if last and string.find(last, ARGV[5], 1, true) == 1 then
       out[#out + 1] = record(key, id)
     end
   end
-  return {0, out, stamp}
+  return {0, out, stamp, {}}
 end
 -- Bounded, so that one call never holds the server long; the rest goes next time.
 local BATCH = 1000
+local lost = {}
 
 -- Expired and delayed jobs are looked for where there are any (an empty zset is no key):
 -- most claims find neither, and one EXISTS costs less than two ranges that find nothing.
@@ -51,7 +54,9 @@ if redis.call('EXISTS', EXPIRING, SCHEDULED) > 0 then
     local key = JOB .. id
     local state = redis.call('HGET', key, 'state')
     redis.call('ZREM', EXPIRING, id)
-    if WAITING[state] then
+    if not state and redis.call('EXISTS', key) == 0 then
+      lost[#lost + 1] = id
+    elseif WAITING[state] then
       unplace(id)
       move(key, state, 'expired')
       finished(id, key, 'expired', now)
@@ -59,7 +64,14 @@ if redis.call('EXISTS', EXPIRING, SCHEDULED) > 0 then
   end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', SCHEDULED, unpack(BATCH_ARGS))) do
     redis.call('ZREM', SCHEDULED, id)
-    redis.call('ZADD', READY, rank(JOB .. id), id)
+    local at = rank(JOB .. id)
+    if at then
+      redis.call('ZADD', READY, at, id)
+    elseif redis.call('EXISTS', JOB .. id) == 0 then
+      lost[#lost + 1] = id
+    else  -- a record without its rank: taken next, and quarantined if it cannot be read
+      redis.call('ZADD', READY, '0', id)
+    end
   end
 end
 
@@ -70,7 +82,7 @@ if gates[2] then
   limit = math.min(limit, tonumber(gates[2]) - (tonumber(gates[3]) or 0))
 end
 if gates[1] == '1' or limit <= 0 then
-  return {1, {}, stamp}
+  return {1, {}, stamp, lost}
 end
 
 local out, ids, leases, expiring, from = {}, {}, {}, {}, {}
@@ -79,26 +91,30 @@ for i = 1, #popped, 2 do
   local id = popped[i]
   local key = JOB .. id
   local fields = record(key, id)
-  local state, attempts, expires, cancel
-  for f = 1, #fields, 2 do
-    local name = fields[f]
-    if name == 'state' then state = fields[f + 1]
-    elseif name == 'attempts' then attempts = fields[f + 1]
-    elseif name == 'expires' then expires = true
-    elseif name == 'cancel' then cancel = true end
+  if #fields == 0 then
+    lost[#lost + 1] = id
+  else
+    local state, attempts, expires, cancel
+    for f = 1, #fields, 2 do
+      local name = fields[f]
+      if name == 'state' then state = fields[f + 1]
+      elseif name == 'attempts' then attempts = fields[f + 1]
+      elseif name == 'expires' then expires = true
+      elseif name == 'cancel' then cancel = true end
+    end
+    if state then from[state] = (from[state] or 0) + 1 end
+    if expires then expiring[#expiring + 1] = id end
+    -- The rank too: a job due when stored has it only as its score in READY, and a retry or
+    -- a hand-back puts the job back in its place.
+    redis.call('HSET', key, 'state', 'running', 'attempts', int((tonumber(attempts) or 0) + 1),
+      'token', ARGV[5] .. ':' .. int(#out + 1), 'worker', ARGV[3], 'started', stamp,
+      'lease', lease_until, 'rank', popped[i + 1])
+    -- A request to cancel was for an earlier attempt (the field is there only once one was made).
+    if cancel then redis.call('HDEL', key, 'cancel') end
+    ids[#ids + 1] = id
+    push(leases, lease_until, id)
+    out[#out + 1] = fields
   end
-  from[state] = (from[state] or 0) + 1
-  if expires then expiring[#expiring + 1] = id end
-  -- The rank too: a job due when stored has it only as its score in READY, and a retry or
-  -- a hand-back puts the job back in its place.
-  redis.call('HSET', key, 'state', 'running', 'attempts', int((tonumber(attempts) or 0) + 1),
-    'token', ARGV[5] .. ':' .. int((i + 1) / 2), 'worker', ARGV[3], 'started', stamp,
-    'lease', lease_until, 'rank', popped[i + 1])
-  -- A request to cancel was for an earlier attempt (the field is there only once one was made).
-  if cancel then redis.call('HDEL', key, 'cancel') end
-  ids[#ids + 1] = id
-  push(leases, lease_until, id)
-  out[#out + 1] = fields
 end
 if #ids > 0 then
   redis.call('ZADD', LEASES, unpack(leases))
@@ -107,4 +123,4 @@ if #ids > 0 then
   for state, n in pairs(from) do redis.call('HINCRBY', STATS, state, int(-n)) end
   redis.call('HINCRBY', STATS, 'running', int(#ids))
 end
-return {1, out, stamp}
+return {1, out, stamp, lost}

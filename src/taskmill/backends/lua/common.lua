@@ -134,7 +134,8 @@ local function remove(id, key, state)
   redis.call('ZREM', DONE, id)
   redis.call('ZREM', DEAD, id)
   redis.call('ZREM', ALL, id)
-  redis.call('HINCRBY', STATS, state, -1)
+  -- No state: the hash is gone (or broken), and was counted nowhere.
+  if state then redis.call('HINCRBY', STATS, state, -1) end
   redis.call('DEL', key)
 end
 

@@ -5,21 +5,23 @@
 -- KEYS: the queue's keys, KEYS[1..10] as laid out by redis_scripts.QueueKeys.
 -- ARGV[1] -> now
 -- ARGV[2] -> most jobs to prune, and to list, per call
--- Returns {ids pruned, per expired lease 7 values (flat): id, token, attempts, max_retries
--- ('' for the default), cancel ('1' if requested, else ''), spec, worker}.
-local pruned, expired = {}, {}
+-- Returns {ids pruned, the record (record() in common.lua) of each expired lease, the ids of
+-- lease entries dropped because their job's hash is gone}. A record the caller cannot read
+-- it quarantines (quarantine.lua), by its token.
+local pruned, expired, lost = {}, {}, {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', DONE, '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])) do
   local key = JOB .. id
   remove(id, key, redis.call('HGET', key, 'state'))
   pruned[#pruned + 1] = id
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[2])) do
-  local token, attempts, retries, cancel, spec, worker = unpack(redis.call('HMGET', JOB .. id,
-    'token', 'attempts', 'retries', 'cancel', 'spec', 'worker'))
-  local n = #expired
-  expired[n + 1], expired[n + 2], expired[n + 3] = id, token, attempts
-  expired[n + 4], expired[n + 5] = retries or '', cancel or ''
-  expired[n + 6], expired[n + 7] = spec or '{}', worker or ''
+  local fields = record(JOB .. id, id)
+  if #fields == 0 then
+    redis.call('ZREM', LEASES, id)
+    lost[#lost + 1] = id
+  else
+    expired[#expired + 1] = fields
+  end
 end
 local stale = {}
 for _, field in ipairs(redis.call('HKEYS', STATS)) do
@@ -29,4 +31,4 @@ for _, field in ipairs(redis.call('HKEYS', STATS)) do
   end
 end
 if #stale > 0 then redis.call('HDEL', STATS, unpack(stale)) end
-return {pruned, expired}
+return {pruned, expired, lost}

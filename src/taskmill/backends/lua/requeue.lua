@@ -11,8 +11,9 @@ if #ids == 0 then ids = redis.call('ZRANGE', DEAD, 0, -1) end
 local moved = 0
 for _, id in ipairs(ids) do
   local key = JOB .. id
-  local state, name = unpack(redis.call('HMGET', key, 'state', 'task'))
-  if state == 'dead' and (task == '' or name == task) then
+  local state, name, corrupt = unpack(redis.call('HMGET', key, 'state', 'task', 'corrupt'))
+  -- A quarantined record (quarantine.lua) stays dead.
+  if state == 'dead' and not corrupt and (task == '' or name == task) then
     moved = moved + 1
     redis.call('ZREM', DEAD, id)
     move(key, 'dead', 'pending')

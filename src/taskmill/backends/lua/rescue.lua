@@ -14,7 +14,7 @@ for i = 2, #ARGV, 5 do
   local key = JOB .. id
   local current, token, lease, cancel =
     unpack(redis.call('HMGET', key, 'state', 'token', 'lease', 'cancel'))
-  if current == 'running' and token == ARGV[i + 1] and tonumber(lease) < now then
+  if current == 'running' and token == ARGV[i + 1] and (tonumber(lease) or 0) < now then
     rescued = rescued + 1
     redis.call('ZREM', LEASES, id)
     redis.call('HDEL', key, 'token', 'lease')
