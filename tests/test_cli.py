@@ -196,6 +196,39 @@ def test_bad_input_is_a_usage_error(url: str, args: list[str], examples_app: App
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--timeout", "0"], "timeout: must be > 0"),
+        (["--max-retries", "1000000000"], "max_retries: must be an integer from 0 to 1000"),
+        (["--delay", "99999d"], "duration must be from 0 to"),
+        (["--id", "a/b"], "id: must be 1-255 printable characters"),
+    ],
+)
+def test_options_out_of_range_are_usage_errors(url: str, args: list[str], words: str) -> None:
+    """Issue 17, finding 9, through the CLI: the rules of the Python API, in its words."""
+    result = run("--url", url, "enqueue", "t", *args)
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["x" * 100_000], "task: must be 1-200 printable characters"),
+        (["t", "--payload", '{"a": ' + "[" * 252 + "]" * 252 + "}"], "kwargs: nested deeper"),
+        (["t", "--args", "[" + "[" * 70 + "]" * 70 + "]"], "args: nested deeper"),
+    ],
+)
+def test_names_and_payloads_outside_the_bounds_are_refused(
+    url: str, args: list[str], words: str
+) -> None:
+    result = run("--url", url, "enqueue", *args)
+    assert result.exit_code == 1, result.output
+    assert words in result.stderr
+    assert ok("--url", url, "jobs", "list")["jobs"] == []
+
+
 def test_unknown_job_id_is_an_error(url: str) -> None:
     for command in ("show", "cancel"):
         result = run("--url", url, "jobs", command, "no-such-job")

@@ -10,7 +10,7 @@ import pytest
 
 from taskmill.backends import connect
 from taskmill.schedule import LEADER
-from tests.test_cli import app_module, ok, run
+from tests.test_cli import TASKS, app_module, ok, run
 
 
 def test_schedules_add_list_show_pause_resume_delete(url: str) -> None:
@@ -63,6 +63,23 @@ def test_schedules_errors_are_one_line(url: str) -> None:
     for command in ("pause", "resume", "delete", "show"):
         missing = run("--url", url, "schedules", command, "nope")
         assert missing.exit_code == 1 and "no schedule 'nope'" in missing.stderr
+
+
+def test_schedules_of_unknown_tasks_are_refused_with_app(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17, finding 9: with --app the task registry is known, and a schedule of a task
+    it does not have is refused as enqueue refuses it; a cron that never fires, always."""
+    with app_module(TASKS, tmp_path, monkeypatch) as spec:
+        unknown = run("--url", url, "--app", spec, "schedules", "add", "s", "ghost", "@daily")
+        assert unknown.exit_code == 1 and "unknown task 'ghost'" in unknown.stderr
+        args = ("--args", "[1, 2]")
+        ok("--url", url, "--app", spec, "schedules", "add", "s", "add", "@daily", *args)
+    never = run("--url", url, "schedules", "add", "n", "t", "0 0 30 2 *")
+    assert never.exit_code == 1 and "never fires" in never.stderr
+    zero = run("--url", url, "schedules", "add", "z", "t", "@daily", "--timeout", "0")
+    assert zero.exit_code == 2 and "timeout: must be > 0" in zero.stderr
+    assert [s["name"] for s in ok("--url", url, "schedules", "list")] == ["s"]
 
 
 def test_schedules_list_names_the_leader(url: str) -> None:

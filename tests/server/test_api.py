@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -187,8 +188,9 @@ async def test_options_out_of_range_are_refused_as_the_python_api_refuses_them(
         option = {"type": "task", "scheduled_at": "scheduled_at"}.get(field, field)
         assert message.startswith(f"invalid request: body.{field}: {option}: "), message
         if field not in ("type", "scheduled_at"):
+            options: dict[str, Any] = {field: value}
             with pytest.raises(JobError) as refused:
-                taskapp.make_job("add", [1, 2], **{field: value})
+                taskapp.make_job("add", [1, 2], **options)
             # The same words, but for the value as written back (0 came as 0.0).
             assert str(refused.value).partition(" got ")[0] in message
     assert (await client.get(JOBS)).json()["jobs"] == []
