@@ -254,3 +254,25 @@ def test_new_york_autumn_from_inside_the_repeated_hour() -> None:
     assert fires("*/30 * * * *", "America/New_York", first_pass, 1) == [
         "2024-11-03T01:00:00-05:00"  # twenty minutes later
     ]
+
+
+@pytest.mark.parametrize(
+    ("expression", "tz", "words"),
+    [
+        ("² * * * *", "UTC", "invalid minute"),  # a digit to isdigit(), not to int()
+        ("*/٣ * * * *", "UTC", "invalid step"),
+        ("* * * * *", "Etc", "unknown time zone"),  # a directory of the zone database
+        ("* * * * *", "x" * 300, "unknown time zone"),  # a file name too long
+    ],
+)
+def test_odd_expressions_and_zones_are_schedule_errors(
+    expression: str, tz: str, words: str
+) -> None:
+    with pytest.raises(ScheduleError, match=words):
+        Cron(expression, tz)
+
+
+def test_an_expression_that_never_matches_is_refused_by_check_fires() -> None:
+    with pytest.raises(ScheduleError, match="'0 0 30 2 \\*' never fires"):
+        Cron("0 0 30 2 *").check_fires(0.0)
+    Cron("0 0 29 2 1").check_fires(0.0)  # 29 February, or any Monday of February

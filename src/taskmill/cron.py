@@ -64,7 +64,7 @@ def _parse_field(text: str, index: int) -> frozenset[int]:
         token = token.lower()
         if token in names:
             return names[token]
-        if not token.isdigit():
+        if not (token.isascii() and token.isdigit()):  # not "²", which int() refuses
             raise ScheduleError(f"invalid {name} {token!r} in cron field {text!r}")
         value = int(token)
         if not low <= value <= high:
@@ -75,7 +75,7 @@ def _parse_field(text: str, index: int) -> frozenset[int]:
         base, slash, step_text = part.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise ScheduleError(f"invalid step {step_text!r} in cron field {text!r}")
             step = int(step_text)
         if base == "*":
@@ -102,8 +102,8 @@ class Cron:
         self.tz = tz
         try:
             self.zone: tzinfo = UTC if tz == "UTC" else ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ScheduleError(f"unknown time zone {tz!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Etc", a directory
+            raise ScheduleError(f"unknown time zone {tz!r:.100}") from None
         text = _SHORTHANDS.get(expression.strip().lower(), expression)
         fields = text.split()
         if len(fields) == 5:
