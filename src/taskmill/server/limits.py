@@ -131,7 +131,8 @@ class _Limited(HttpToolsProtocol):
         self._in_head, self._head_bytes, self._head_size, self._header_count = True, 0, 0, 0
 
     def _arm(self) -> None:
-        if self._head_timer is None:
+        # The parser may begin a pipelined request after a refusal, in the same read.
+        if self._head_timer is None and not self._refused:
             self._head_timer = self.loop.call_later(self.limits.head_timeout, self._timed_out)
 
     def _disarm(self) -> None:
