@@ -26,12 +26,15 @@ MAX_CONNECTIONS = 40
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, int, Process]]:
-    """A server without keys, with a 2 s head timeout and room for 40 connections; its
-    base URL, port and process."""
+    """A server without keys, with 2 s timeouts (head, body, 1 s keep-alive) and room for
+    40 connections; its base URL, port and process."""
     env = {**os.environ, "TASKMILL_URL": f"sqlite:///{tmp_path / 'tm.db'}"}
     env.pop("TASKMILL_API_KEYS", None)
     port = free_port()
-    options = ["--head-timeout", str(HEAD_TIMEOUT), "--max-connections", str(MAX_CONNECTIONS)]
+    options = [
+        *("--head-timeout", str(HEAD_TIMEOUT), "--body-timeout", str(HEAD_TIMEOUT)),
+        *("--keep-alive", "1", "--max-connections", str(MAX_CONNECTIONS)),
+    ]
     proc = Process([*APP, "server", "--port", str(port), *options], tmp_path, env, "server")
     base = f"http://127.0.0.1:{port}"
     try:
@@ -130,3 +133,29 @@ def test_an_oversized_header_is_refused_before_it_is_read(
         sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n{many}\r\n".encode())
         assert sock.recv(65536).startswith(b"HTTP/1.1 431")
     assert httpx.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def answer_then_close(sock: socket.socket) -> bytes:
+    """What the server sends on `sock` until it closes it (at most 10 s)."""
+    sock.settimeout(10)
+    said = b""
+    while chunk := sock.recv(65536):
+        said += chunk
+    return said
+
+
+def test_a_slow_body_and_an_idle_connection_are_closed(
+    server: tuple[str, int, Process],
+) -> None:
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        said = answer_then_close(sock)
+    assert said.startswith(b"HTTP/1.1 408") and b"request body" in said, said
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        said = answer_then_close(sock)  # the keep-alive connection, idle after the answer
+    assert said.startswith(b"HTTP/1.1 200") and said.endswith(b'{"status":"ok"}'), said

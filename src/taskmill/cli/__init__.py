@@ -177,6 +177,14 @@ def worker(
     help="Seconds a client has to send a whole request head; slower: 408, closed.",
 )
 @click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    envvar="TASKMILL_BODY_TIMEOUT",
+    help="Seconds a client has to send a request body once its head is in; slower: 408.",
+)
+@click.option(
     "--keep-alive",
     type=click.IntRange(min=1),
     default=5,
@@ -210,6 +218,7 @@ def server(
     max_header_bytes: int,
     max_headers: int,
     head_timeout: float,
+    body_timeout: float,
     keep_alive: int,
     max_connections: int | None,
     **options: Any,
@@ -228,6 +237,7 @@ def server(
         max_header_bytes=max_header_bytes,
         max_headers=max_headers,
         head_timeout=head_timeout,
+        body_timeout=body_timeout,
         keep_alive=keep_alive,
         max_connections=max_connections or default_max_connections(),
     )

@@ -5,9 +5,10 @@ uvicorn's httptools protocol (the fast parser the server runs) has none of these
 buffers a header of any size before its first callback, waits forever for a head that
 comes a byte at a time, and accepts connections until the process runs out of files. So
 the server runs a subclass of it that refuses, in the API's error shape and with
-`connection: close`, a head over the limits (431), one not sent within `head_timeout`
-(408), and a connection past `max_connections` (503). Idle keep-alive connections are
-closed by uvicorn after `keep_alive` seconds.
+`connection: close`, a head over the limits (431), a head not sent within `head_timeout`
+or a body not sent within `body_timeout` of its head (408), and a connection past
+`max_connections` (503). Idle keep-alive connections are closed by uvicorn after
+`keep_alive` seconds.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class HttpLimits:
     max_headers: int = 100
     #: Seconds a client has to send a whole request head, from its connection or first byte.
     head_timeout: float = 10.0
+    #: Seconds a client has to send a request's body once its head is in: at least 140 KB/s
+    #: for a body of the default --max-body.
+    body_timeout: float = 60.0
     #: Seconds an idle keep-alive connection stays open.
     keep_alive: int = 5
     #: Most connections open at once; more are answered 503 and closed.
@@ -53,8 +57,8 @@ class HttpLimits:
     def __post_init__(self) -> None:
         if min(self.max_header_bytes, self.max_headers, self.max_connections) < 1:
             raise ConfigError("max_header_bytes, max_headers and max_connections must be >= 1")
-        if self.head_timeout <= 0 or self.keep_alive < 1:
-            raise ConfigError("head_timeout must be > 0 and keep_alive >= 1")
+        if min(self.head_timeout, self.body_timeout) <= 0 or self.keep_alive < 1:
+            raise ConfigError("head_timeout and body_timeout must be > 0, keep_alive >= 1")
 
 
 def protocol(limits: HttpLimits) -> type[asyncio.Protocol]:
@@ -68,13 +72,13 @@ class _Limited(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._refused = False
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._start_head()
         if len(self.connections) > self.limits.max_connections:
             details = {"limit": self.limits.max_connections}
             self._refuse(503, "unavailable", "too many connections; retry shortly", details)
             return
-        self._arm()
+        self._arm(self.limits.head_timeout, "head")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -95,7 +99,7 @@ class _Limited(HttpToolsProtocol):
     # it is complete (a head and its body may come in one read).
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._arm(self.limits.head_timeout, "head")
 
     def on_url(self, url: bytes) -> None:
         self._head_size += len(url)
@@ -115,6 +119,8 @@ class _Limited(HttpToolsProtocol):
         ):
             self._too_large()
             return
+        # Disarmed at the message's end: at once for a request without a body.
+        self._arm(self.limits.body_timeout, "body")
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -124,26 +130,33 @@ class _Limited(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._refused:
             return
+        self._disarm()
         self._start_head()
         super().on_message_complete()
 
     def _start_head(self) -> None:
         self._in_head, self._head_bytes, self._head_size, self._header_count = True, 0, 0, 0
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float, part: str) -> None:
+        """Time the request's `part` (head or body); a head's timer runs from its first
+        byte, or from the connection, whichever comes first."""
         # The parser may begin a pipelined request after a refusal, in the same read.
-        if self._head_timer is None and not self._refused:
-            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._timed_out)
+        if self._timer is None and not self._refused:
+            self._timer = self.loop.call_later(seconds, self._timed_out, seconds, part)
 
     def _disarm(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _timed_out(self) -> None:
-        self._head_timer = None
-        seconds = self.limits.head_timeout
-        message = f"the request head was not received within {seconds:g}s"
+    def _timed_out(self, seconds: float, part: str) -> None:
+        self._timer = None
+        if self.cycle is not None and self.cycle.response_started:
+            # Answered already (a refusal that did not wait for the body): just close.
+            self._refused = True
+            self.transport.close()
+            return
+        message = f"the request {part} was not received within {seconds:g}s"
         self._refuse(408, "request_timeout", message, {"timeout": seconds})
 
     def _too_large(self) -> None:
