@@ -3,7 +3,7 @@
 Two sources. A process's own counters and histograms (`JobMetrics`): a worker counts the
 attempts it runs, a server the jobs it accepts; each process serves its own (a worker with
 `--metrics-port`, the server at /metrics), and Prometheus sums them across processes. And
-the state of the backend (`backend_families`), read when scraped: queue depth, oldest due
+the state of the backend (`server_families`), read when scraped: queue depth, oldest due
 job, running jobs, live workers; the same for every reader, so only the server serves it.
 
 Several worker processes on one host each serve their own port rather than share
@@ -234,12 +234,6 @@ async def server_families(
         return [*_backend_families(infos, workers, now, max_queues), *metrics.collect()]
 
     return await asyncio.to_thread(build)
-
-
-async def backend_families(backend: Backend, max_queues: int = MAX_QUEUES) -> list[Metric]:
-    """The backend's state as metric families, read now."""
-    infos, workers = await backend.list_queues(), await backend.list_workers()
-    return await asyncio.to_thread(_backend_families, infos, workers, time.time(), max_queues)
 
 
 def _backend_families(

@@ -6,11 +6,9 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
-from prometheus_client.metrics_core import Metric
 
 from taskmill.backends import Backend, QueueInfo
 from taskmill.job import QUEUE_PATTERN, WAITING_STATES, JobState
-from taskmill.metrics import CONTENT_TYPE, as_json, backend_families, exposition
 from taskmill.server.errors import JSON, ApiError, responses
 from taskmill.server.models import (
     Health,
@@ -168,25 +166,3 @@ async def ready(request: Request) -> Response:
     """The backend answers."""
     await (await server_of(request).backend()).get("readiness-probe")
     return JSON({"status": "ok"})
-
-
-async def _families(request: Request) -> list[Metric]:
-    server = server_of(request)
-    return [*await backend_families(await server.backend()), *server.metrics.registry.collect()]
-
-
-@router.get("/api/v1/metrics", responses=responses(), tags=["metrics"])
-async def metrics_json(request: Request) -> Response:
-    """The metrics of /metrics as JSON."""
-    return JSON({"metrics": as_json(await _families(request))})
-
-
-@router.get(
-    "/metrics",
-    responses={200: {"content": {CONTENT_TYPE: {}}}, **responses()},
-    response_class=Response,
-    tags=["metrics"],
-)
-async def metrics(request: Request) -> Response:
-    """Prometheus exposition: the backend's state and this server's counters."""
-    return Response(exposition(await _families(request)), media_type=CONTENT_TYPE)
