@@ -31,7 +31,7 @@ LAYERS = [
     ),
     (
         "what runs an app: the worker's and the scheduler's loops, their metrics",
-        "worker scheduler metrics",
+        "worker recorder scheduler metrics",
     ),
     (
         "the ways in: the public package, command line, REST API, examples",

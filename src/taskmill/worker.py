@@ -30,6 +30,7 @@ from taskmill.errors import (
 )
 from taskmill.job import AttemptError, Job, JobState, check_queue_name, decode_payload, encode
 from taskmill.pool import ChildError, ProcessPool, ThreadPool
+from taskmill.recorder import Recorder, describe
 from taskmill.schedule import LEADER
 from taskmill.scheduler import Scheduler
 
@@ -149,9 +150,7 @@ class Worker:
         self._ready: dict[str, Job] = {}  # claimed, waiting for a free slot
         self._held: dict[str, str] = {}  # job id -> token, until the outcome is recorded
         self._progress: dict[str, float] = {}
-        self._outcomes: list[Outcome] = []
-        self._wake_flusher = asyncio.Event()
-        self._closing = False
+        self._recorder = Recorder(self.id, app.clock, self._held)
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stop_waiter: asyncio.Future[Any] | None = None
@@ -196,7 +195,7 @@ class Worker:
         upkeep = asyncio.create_task(
             self._every(self.settings.maintain_interval, self._upkeep, backend)
         )
-        flusher = asyncio.create_task(self._flush_loop(backend))
+        flusher = asyncio.create_task(self._recorder.run(backend))
         scheduling = None if self.scheduler is None else asyncio.create_task(self.scheduler.run())
         log.info(
             "worker %s started: queues %s, concurrency %d", self.id, self.weights, self.concurrency
@@ -207,8 +206,7 @@ class Worker:
             await self._drain()  # heartbeats go on meanwhile: the leases stay ours
             # Let the flusher finish its write: cancelling it midway could record a batch
             # twice, and the second time it would look like lost leases.
-            self._closing = True
-            self._wake_flusher.set()
+            self._recorder.close()
             await asyncio.wait([flusher], timeout=self.settings.lease)
             if not flusher.done():
                 flusher.cancel()
@@ -339,7 +337,7 @@ class Worker:
         hand back the rest."""
         for job in self._ready.values():
             assert job.token is not None
-            self._outcomes.append(Outcome(job.id, job.token, JobState.PENDING))
+            self._recorder.add(Outcome(job.id, job.token, JobState.PENDING), job.attempts)
         self._ready.clear()
         if not self._running:
             return
@@ -383,52 +381,85 @@ class Worker:
         if self.metrics is not None:
             self.metrics.job_ended(job, outcome.state, time.perf_counter() - began)
         outcome.progress = self._progress.pop(job.id, None)
-        self._outcomes.append(outcome)
-        self._wake_flusher.set()
+        self._recorder.add(outcome, job.attempts)
 
     async def _execute(self, job: Job, ctx: JobContext) -> Outcome:
         assert job.token is not None
         task = self.app.tasks.get(job.task)
-        timer = (
-            asyncio.timeout(job.timeout) if job.timeout is not None else contextlib.nullcontext()
-        )
+        # Armed when the handler starts (_invoke), not now: a job waiting for a thread or a
+        # child process is not charged for the wait.
+        timer = asyncio.timeout(None)
         try:
             if task is None:
                 raise UnknownTaskError(job.task, list(self.app.tasks))
             args, kwargs = decode_payload(job.payload)
             task.check_arguments(args, kwargs)
             async with timer:
-                result = await self._invoke(task, args, kwargs)
+                result = await self._invoke(task, args, kwargs, functools.partial(_arm, timer, job))
             stored = encode(result)  # a result that cannot be stored fails here, clearly
             return Outcome(job.id, job.token, JobState.SUCCEEDED, result=stored)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             if ctx.stop_reason == "shutdown":
                 return Outcome(job.id, job.token, JobState.PENDING)
             if ctx.stop_reason == "cancel":
                 return self._cancelled(job)
-            raise
+            task_now = asyncio.current_task()
+            if task_now is not None and task_now.cancelling():
+                raise  # cancelled by someone else than the worker: theirs to handle
+            # The handler raised it itself (or a sync one, concurrent.futures'): a failure
+            # like any other, not a cancellation nobody asked for.
+            return self._failure(job, describe(exc), traceback.format_exc(), False)
         except TimeoutError as exc:
-            if isinstance(timer, asyncio.Timeout) and timer.expired():
+            if timer.expired():
                 return self._failure(job, f"timed out after {job.timeout}s", None, False)
-            return self._failure(job, _describe(exc), traceback.format_exc(), False)
+            return self._failure(job, describe(exc), traceback.format_exc(), False)
         except ChildError as exc:
             return self._failure(job, str(exc), exc.child_traceback or None, False)
         except JobCancelledError:
             return self._cancelled(job)
         except Exception as exc:
             return self._failure(
-                job, _describe(exc), traceback.format_exc(), isinstance(exc, PERMANENT)
+                job, describe(exc), traceback.format_exc(), isinstance(exc, PERMANENT)
             )
+        except BaseException as exc:
+            # SystemExit, KeyboardInterrupt or another BaseException raised by the handler
+            # (a real Ctrl-C or SIGTERM reaches stop(), not a handler): it fails this
+            # attempt only. Let through, it would leave the job running forever, or stop
+            # the whole worker without grace. os._exit stays a crash, which leases cover.
+            return self._failure(job, describe(exc), traceback.format_exc(), False)
 
-    async def _invoke(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    async def _invoke(
+        self,
+        task: Task[Any, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        started: Callable[[], None],
+    ) -> Any:
+        """Run the handler; `started` is called as it starts."""
         if task.executor == "process":
             if self._pool is None:
                 self._pool = ProcessPool(self._processes)
-            return await self._pool.run(task.fn, args, kwargs)
+            return await self._pool.run(task.fn, args, kwargs, started)
         if task.is_async:
+            started()
             return await task.fn(*args, **kwargs)
-        call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+
+        def call() -> Any:
+            # The loop may be closed by now (a call left queued at shutdown).
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(started)
+            return context.run(task.fn, *args, **kwargs)
+
+        future = self._threads.submit(call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # Timed out, cancelled or stopped: a call still running keeps its thread until
+            # it returns, and the pool replaces that thread meanwhile.
+            self._threads.abandon(future)
+            raise
 
     def _cancelled(self, job: Job) -> Outcome:
         assert job.token is not None
@@ -479,36 +510,14 @@ class Worker:
             if entry is not None:
                 self._interrupt(entry[1], "cancel")
             elif job_id in self._ready:
-                self._outcomes.append(self._cancelled(self._ready.pop(job_id)))
-                self._wake_flusher.set()
-
-    async def _flush_loop(self, backend: Backend) -> None:
-        """Record outcomes in batches: those that finish during one write go in the next."""
-        while not (self._closing and not self._outcomes):
-            await self._wake_flusher.wait()
-            self._wake_flusher.clear()
-            try:
-                await self._flush(backend)
-            except Exception:
-                log.exception("recording outcomes failed; will retry")
-                await asyncio.sleep(0.5)
-                self._wake_flusher.set()
-
-    async def _flush(self, backend: Backend) -> None:
-        batch, self._outcomes = self._outcomes, []
-        if not batch:
-            return
-        try:
-            applied = await backend.finish(batch)
-        except BaseException:
-            self._outcomes[:0] = batch  # keep them for the next try
-            raise
-        for outcome, ok in zip(batch, applied, strict=True):
-            self._held.pop(outcome.job_id, None)
-            if not ok:
-                log.warning("job %s: outcome not recorded, the lease was lost", outcome.job_id)
+                job = self._ready.pop(job_id)
+                self._recorder.add(self._cancelled(job), job.attempts)
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _arm(timer: asyncio.Timeout, job: Job) -> None:
+    """Start the job's timeout, if it has one, from now."""
+    # Suppressed: the handler of a job cancelled as its thread took the call may start
+    # after the timer's block has ended.
+    if job.timeout is not None:
+        with contextlib.suppress(RuntimeError):
+            timer.reschedule(asyncio.get_running_loop().time() + job.timeout)

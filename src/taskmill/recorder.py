@@ -1,0 +1,145 @@
+"""How a worker records the outcomes of its attempts: in batches, and one by one when the
+backend refuses a batch, so that an outcome it cannot store never holds back the others.
+
+An outcome the backend refuses on its own (PostgreSQL refuses text holding a NUL
+character, say) is replaced by a DEAD attempt whose error says that the outcome could not
+be stored, and why, in text that can be: the handler ran, so retrying would run its side
+effects again, most likely to the same unstorable end; from the dead-letter queue a person
+can look and requeue. The stand-in also tells a refusal from a backend that takes no writes
+(down, or its connection lost): if even the stand-in fails, the outcomes wait for the next
+try, with backoff, as any batch does while the backend is away. (The backends' errors do
+not tell the two apart, so the backend's answer to the stand-in does; a connection lost
+between the two writes, and back at once, would make a storable outcome dead.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from taskmill.backends import Backend, Outcome
+from taskmill.job import AttemptError, JobState
+
+log = logging.getLogger("taskmill.worker")
+
+#: The pause before a batch is tried again, while the backend takes no writes.
+RETRY_DELAY = 0.5
+
+
+class Recorder:
+    """The outcomes a worker has yet to record, and the loop (run()) that records them.
+
+    held: the worker's map of job id -> token, from which a job leaves once its outcome is
+    recorded (the heartbeat renews the lease of every job in it until then)."""
+
+    def __init__(self, worker_id: str, clock: Callable[[], float], held: dict[str, str]) -> None:
+        self.worker_id = worker_id
+        self.clock = clock
+        self.held = held
+        self.outcomes: list[Outcome] = []
+        self._attempts: dict[str, int] = {}  # job id -> attempt, for a stand-in's error
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    def add(self, outcome: Outcome, attempt: int) -> None:
+        self.outcomes.append(outcome)
+        self._attempts[outcome.job_id] = attempt
+        self._wake.set()
+
+    def close(self) -> None:
+        """run() returns once every outcome is recorded."""
+        self._closing = True
+        self._wake.set()
+
+    async def run(self, backend: Backend) -> None:
+        """Record outcomes in batches: those that finish during one write go in the next."""
+        while not (self._closing and not self.outcomes):
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush(backend)
+            except Exception:
+                log.exception("recording outcomes failed; will retry")
+                await asyncio.sleep(RETRY_DELAY)
+                self._wake.set()
+
+    async def flush(self, backend: Backend) -> None:
+        batch, self.outcomes = self.outcomes, []
+        if not batch:
+            return
+        try:
+            applied = await backend.finish(batch)
+        except Exception as exc:
+            applied = await self._one_by_one(backend, batch, exc)
+        except BaseException:
+            self.outcomes[:0] = batch  # keep them for the next try
+            raise
+        self._recorded(batch, applied)
+
+    async def _one_by_one(
+        self, backend: Backend, batch: list[Outcome], refusal: Exception
+    ) -> list[bool]:
+        applied: list[bool] = []
+        try:
+            for outcome in batch:
+                applied.append(await self._alone(backend, outcome, refusal, len(batch) == 1))
+        except BaseException:
+            done = len(applied)
+            self._recorded(batch[:done], applied)
+            self.outcomes[:0] = batch[done:]
+            raise
+        return applied
+
+    async def _alone(
+        self, backend: Backend, outcome: Outcome, refusal: Exception, tried: bool
+    ) -> bool:
+        """Record one outcome (`tried`: the batch was that one, and `refusal` its error),
+        else its stand-in; raise if even that fails."""
+        if not tried:
+            try:
+                (applied,) = await backend.finish([outcome])
+                return applied
+            except Exception as exc:
+                refusal = exc
+        (applied,) = await backend.finish([self.stand_in(outcome, refusal)])
+        log.error(
+            "job %s: its %s outcome could not be stored (%s); recorded as a dead attempt",
+            outcome.job_id, outcome.state.value, storable(describe(refusal)),
+        )  # fmt: skip
+        return applied
+
+    def stand_in(self, outcome: Outcome, refusal: Exception) -> Outcome:
+        """The dead attempt recorded in place of an outcome the backend refused."""
+        message = f"the {outcome.state.value} outcome could not be stored: {describe(refusal)}"
+        original = outcome.error
+        if original is not None:
+            message += f"; the attempt's own error: {original.error}"
+        attempt = self._attempts.get(outcome.job_id, original.attempt if original else 0)
+        traceback = None if original is None else original.traceback
+        error = AttemptError(
+            attempt,
+            storable(message),
+            None if traceback is None else storable(traceback),
+            self.worker_id,
+            self.clock(),
+        )
+        return Outcome(outcome.job_id, outcome.token, JobState.DEAD, error=error)
+
+    def _recorded(self, batch: Sequence[Outcome], applied: Sequence[bool]) -> None:
+        for outcome, ok in zip(batch, applied, strict=True):
+            self.held.pop(outcome.job_id, None)
+            self._attempts.pop(outcome.job_id, None)
+            if not ok:
+                log.warning("job %s: outcome not recorded, the lease was lost", outcome.job_id)
+
+
+def storable(text: str) -> str:
+    """`text` as any backend stores it: NUL characters and lone surrogates written as
+    escapes (PostgreSQL refuses the one, UTF-8 has no form for the others)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,108 @@
+"""A worker records each outcome on its own: one the backend refuses becomes a dead attempt
+that says why, and never holds back the others; a backend that takes no writes keeps them
+all for the next try."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from taskmill import App, JobState, Worker
+from taskmill.backends import Outcome
+from taskmill.backends.memory import MemoryBackend
+from taskmill.errors import BackendError
+from taskmill.job import Job, encode
+from taskmill.recorder import Recorder, storable
+from tests.conftest import fast_settings
+
+
+@pytest.fixture
+async def pg_app(postgres_url: str) -> AsyncIterator[App]:
+    instance = App(settings=fast_settings(postgres_url))
+    yield instance
+    await instance.aclose()
+    instance.close()
+
+
+async def test_outcomes_postgres_refuses_do_not_hold_back_the_others(pg_app: App) -> None:
+    # PostgreSQL stores no NUL character in text: neither this result nor this error.
+    app = pg_app
+
+    @app.task(max_retries=0)
+    async def nul_result() -> str:
+        return "a\x00b"
+
+    @app.task(max_retries=0)
+    def nul_error() -> None:
+        raise ValueError("bad\x00input")
+
+    @app.task
+    async def good(n: int) -> int:
+        await asyncio.sleep(0.01)
+        return n
+
+    handles = [await good.aenqueue(n) for n in range(10)]
+    bad_result, bad_error = await nul_result.aenqueue(), await nul_error.aenqueue()
+    handles += [await good.aenqueue(n) for n in range(10, 20)]
+    # In burst mode the worker stops once every outcome is recorded: it must not loop.
+    await asyncio.wait_for(Worker(app, burst=True, concurrency=8).run(), 30)
+    assert [await handle.aresult(1) for handle in handles] == list(range(20))
+
+    result_job = await bad_result.arefresh()
+    assert (result_job.state, result_job.attempts) == (JobState.DEAD, 1)
+    assert result_job.error is not None
+    assert result_job.error.startswith("the succeeded outcome could not be stored: BackendError")
+    error_job = await bad_error.arefresh()
+    assert (error_job.state, error_job.attempts) == (JobState.DEAD, 1)
+    assert error_job.error is not None
+    assert error_job.error.startswith("the dead outcome could not be stored: BackendError")
+    assert error_job.error.endswith("; the attempt's own error: ValueError: bad\\x00input")
+    traceback = error_job.errors[-1].traceback
+    assert traceback is not None and "bad\\x00input" in traceback
+    running = await (await app.backend()).list_jobs(state=JobState.RUNNING)
+    assert running == ([], None)
+
+
+class Unreachable(MemoryBackend):
+    """The memory backend, but its finish() fails for every outcome while `down`, as one
+    whose server is away does."""
+
+    down = True
+
+    async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        if self.down:
+            raise BackendError("connection refused")
+        return await super()._finish(outcomes, now)
+
+
+async def test_outcomes_wait_while_the_backend_takes_no_writes() -> None:
+    backend = Unreachable("memory://outcomes-unreachable")
+    await backend.open()
+    try:
+        await backend.enqueue([Job(task="t"), Job(task="t")])
+        jobs = await backend.claim(["default"], "w", 2, 30.0)
+        held = {job.id: job.token or "" for job in jobs}
+        recorder = Recorder("w", backend.clock, held)
+        for job in jobs:
+            assert job.token is not None
+            recorder.add(Outcome(job.id, job.token, JobState.SUCCEEDED, encode(1)), 1)
+        with pytest.raises(BackendError):
+            await recorder.flush(backend)
+        # Nothing was given up for lost: both are kept as they were, their leases held.
+        assert [o.state for o in recorder.outcomes] == [JobState.SUCCEEDED] * 2
+        assert held.keys() == {job.id for job in jobs}
+        backend.down = False
+        await recorder.flush(backend)
+        assert recorder.outcomes == [] and held == {}
+        for job in jobs:
+            stored = await backend.get(job.id)
+            assert stored is not None and stored.state == JobState.SUCCEEDED
+    finally:
+        await backend.close()
+
+
+def test_storable_text_has_no_nul_and_no_lone_surrogate() -> None:
+    assert storable("a\x00b\ud800c") == "a\\x00b\\ud800c"
+    assert storable("plain") == "plain"
