@@ -13,11 +13,13 @@ import psycopg
 import pytest
 import redis
 
+from taskmill import App
 from taskmill.backends import Backend
 from taskmill.backends.redis_scripts import queue_keys
 from taskmill.backends.rules import CORRUPT
 from taskmill.job import Job, JobState
-from tests.conftest import FakeClock
+from taskmill.worker import Worker
+from tests.conftest import FakeClock, fast_settings
 
 LEASE = 30.0
 
@@ -187,3 +189,44 @@ async def test_an_index_entry_whose_record_is_gone_is_dropped(
     for job in (ready, later, running):
         assert await backend.get(job.id) is None
         assert f"index entry {job.id!r} dropped" in caplog.text
+
+
+async def test_a_worker_drains_a_queue_full_of_poison(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The poison-pill test: 1,000 good jobs and 10 records corrupted in each way, drained
+    by a real worker: every good one succeeds, every bad one ends dead (or, its record
+    gone, dropped), and the worker never fails a claim or an upkeep step."""
+    found = dict(corruptions(url))
+    if kind_of(url).startswith("redis"):
+        found["record gone"] = GONE
+    app = App(settings=fast_settings(url))
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    try:
+        handles = await app.aenqueue_many(
+            [double.prepare(i) for i in range(1000 + 10 * len(found))]
+        )
+        # The bad ones at the head of the queue, each between two good ones.
+        bad = handles[: 20 * len(found) : 2]
+        chosen = {handle.id for handle in bad}
+        good = [handle for handle in handles if handle.id not in chosen]
+        for n, handle in enumerate(bad):
+            list(found.values())[n % len(found)](url, handle.job.queue, handle.id)
+        await Worker(app, burst=True).run()
+        for handle in good:
+            assert await handle.aresult(5) == 2 * handle.job.args[0]
+        backend = await app.backend()
+        for n, handle in enumerate(bad):
+            job = await backend.get(handle.id)
+            if list(found)[n % len(found)] == "record gone":
+                assert job is None
+            else:
+                assert_quarantined(job)
+    finally:
+        await app.aclose()
+        app.close()
+    assert "claim failed" not in caplog.text and "will retry" not in caplog.text
