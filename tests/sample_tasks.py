@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -51,3 +52,10 @@ def tick() -> float:
 def nightly() -> str:
     """A schedule declared in code: each scheduler stores it when it starts."""
     return "report"
+
+
+@app.task(name="nap")
+async def nap(seconds: float) -> float:
+    """An async handler that waits: running when a worker is told to stop."""
+    await asyncio.sleep(seconds)
+    return seconds
