@@ -26,6 +26,7 @@ from taskmill.job import (
     check_max_retries,
     check_metadata,
     check_queue_name,
+    check_retry,
     check_task_name,
     check_timeout,
     encode_payload,
@@ -243,6 +244,7 @@ class App:
                 out[key] = parse_time(key, out[key])
         if out.get("max_retries") is not None:
             check_max_retries(out["max_retries"])
+        check_retry(out.get("retry"), out.get("jitter"))
         if "metadata" in out:
             check_metadata(out["metadata"])
         if "id" in out:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from taskmill.errors import JobError, PayloadError
-from taskmill.retry import DEFAULT_RETRY, RetryPolicy
+from taskmill.retry import DEFAULT_RETRY, STRATEGIES, RetryPolicy
 
 DEFAULT_QUEUE = "default"
 #: Largest encoded payload (args + kwargs) accepted at enqueue, in bytes.
@@ -145,6 +145,17 @@ def check_max_retries(value: Any) -> int:
     return value
 
 
+def check_retry(strategy: Any, jitter: Any) -> None:
+    """The retry options that are not durations: a strategy's name, a jitter fraction."""
+    if strategy is not None and (not isinstance(strategy, str) or strategy not in STRATEGIES):
+        names = ", ".join(STRATEGIES)
+        raise JobError(f"retry: the retry strategy must be one of {names}, got {strategy!r:.140}")
+    if jitter is not None and (
+        isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1
+    ):
+        raise JobError(f"jitter: must be a fraction from 0 to 1, got {jitter!r:.140}")
+
+
 def check_time(name: str, seconds: float) -> float:
     """An absolute time in UNIX seconds, within [0, LATEST_TIME)."""
     if not 0 <= seconds < LATEST_TIME:  # NaN fails this too
@@ -168,8 +179,11 @@ def parse_time(name: str, value: datetime | float | int) -> float:
 
 
 def check_queue_name(name: str) -> str:
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-        raise JobError(f"invalid queue name {name!r:.140}: 1-128 of letters, digits, _ . : -")
+    # "." and "..": a URL path (/api/v1/queues/..) cannot name them.
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name) or name in (".", ".."):
+        raise JobError(
+            f"invalid queue name {name!r:.140}: 1-128 of letters, digits, _ . : - (not . or ..)"
+        )
     return name
 
 

@@ -203,6 +203,8 @@ class Schedules:
 
         strict: refuse a task the app does not know, as enqueue does [the app's `strict`];
         a cron expression that never fires is refused always."""
+        if name in (".", ".."):  # a record may have one; the API could not reach a new one
+            raise ScheduleError(f"invalid schedule name {name!r}: a URL path cannot name it")
         try:
             opts = self.app._build_options(options or {})
             now = self.app.clock()

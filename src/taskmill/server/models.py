@@ -39,6 +39,7 @@ from taskmill.job import (
     check_json,
     check_max_retries,
     check_metadata,
+    check_queue_name,
     check_task_name,
     check_timeout,
     parse_option_duration,
@@ -115,7 +116,11 @@ Timeout = Annotated[
         "description": 'Seconds (> 0), or a string such as "250ms", "30s", "5m", "2h".',
     }),
 ]  # fmt: skip
-QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN)]
+QueueName = Annotated[
+    str,
+    _rule(check_queue_name),
+    WithJsonSchema({"type": "string", "pattern": QUEUE_PATTERN, "description": "Not . or .."}),
+]
 
 
 def _name_schema(limit: int) -> WithJsonSchema:
