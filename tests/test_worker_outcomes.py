@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -66,15 +67,22 @@ async def test_outcomes_postgres_refuses_do_not_hold_back_the_others(pg_app: App
 
 
 class Unreachable(MemoryBackend):
-    """The memory backend, but its finish() fails for every outcome while `down`, as one
-    whose server is away does."""
+    """The memory backend, but its writes and reads fail while `down`, as those of a backend
+    whose server is away do."""
 
     down = True
 
     async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        self._check()
+        return await super()._finish(outcomes, now)
+
+    async def queue_settings(self) -> dict[str, dict[str, Any]]:
+        self._check()
+        return await super().queue_settings()
+
+    def _check(self) -> None:
         if self.down:
             raise BackendError("connection refused")
-        return await super()._finish(outcomes, now)
 
 
 async def test_outcomes_wait_while_the_backend_takes_no_writes() -> None:
@@ -99,6 +107,40 @@ async def test_outcomes_wait_while_the_backend_takes_no_writes() -> None:
         for job in jobs:
             stored = await backend.get(job.id)
             assert stored is not None and stored.state == JobState.SUCCEEDED
+    finally:
+        await backend.close()
+
+
+class Poisoned(MemoryBackend):
+    """The memory backend, but it takes no outcome at all for the job `poisoned`, as for a
+    job whose stored record it cannot use."""
+
+    poisoned = ""
+
+    async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        if any(outcome.job_id == self.poisoned for outcome in outcomes):
+            raise BackendError("the job's record is unusable")
+        return await super()._finish(outcomes, now)
+
+
+async def test_a_job_the_backend_takes_no_outcome_for_is_left_to_its_lease() -> None:
+    backend = Poisoned("memory://outcomes-poisoned")
+    await backend.open()
+    try:
+        await backend.enqueue([Job(task="t") for _ in range(3)])
+        jobs = await backend.claim(["default"], "w", 3, 30.0)
+        backend.poisoned = jobs[1].id
+        held = {job.id: job.token or "" for job in jobs}
+        recorder = Recorder("w", backend.clock, held)
+        for job in jobs:
+            assert job.token is not None
+            recorder.add(Outcome(job.id, job.token, JobState.SUCCEEDED, encode(1)), 1)
+        await recorder.flush(backend)  # does not raise: nothing is kept to retry forever
+        assert recorder.outcomes == [] and held == {}  # its lease is no longer renewed
+        states = [(await backend.get(job.id)) for job in jobs]
+        assert [job.state for job in states if job is not None] == [
+            JobState.SUCCEEDED, JobState.RUNNING, JobState.SUCCEEDED
+        ]  # fmt: skip
     finally:
         await backend.close()
 

@@ -9,7 +9,9 @@ can look and requeue. The stand-in also tells a refusal from a backend that take
 (down, or its connection lost): if even the stand-in fails, the outcomes wait for the next
 try, with backoff, as any batch does while the backend is away. (The backends' errors do
 not tell the two apart, so the backend's answer to the stand-in does; a connection lost
-between the two writes, and back at once, would make a storable outcome dead.)
+between the two writes, and back at once, would make a storable outcome dead.) A job for
+which the backend, though it answers, stores not even the stand-in is left to its lease:
+the worker stops renewing it, and the backend's upkeep rescues it once it expires.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Recorder:
         batch, self.outcomes = self.outcomes, []
         if not batch:
             return
+        applied: list[bool] | list[bool | None]
         try:
             applied = await backend.finish(batch)
         except Exception as exc:
@@ -79,8 +82,8 @@ class Recorder:
 
     async def _one_by_one(
         self, backend: Backend, batch: list[Outcome], refusal: Exception
-    ) -> list[bool]:
-        applied: list[bool] = []
+    ) -> list[bool | None]:
+        applied: list[bool | None] = []
         try:
             for outcome in batch:
                 applied.append(await self._alone(backend, outcome, refusal, len(batch) == 1))
@@ -93,16 +96,29 @@ class Recorder:
 
     async def _alone(
         self, backend: Backend, outcome: Outcome, refusal: Exception, tried: bool
-    ) -> bool:
+    ) -> bool | None:
         """Record one outcome (`tried`: the batch was that one, and `refusal` its error),
-        else its stand-in; raise if even that fails."""
+        else its stand-in. If even that fails, raise while the backend is away; if the
+        backend answers, give the job up to its lease (None)."""
         if not tried:
             try:
                 (applied,) = await backend.finish([outcome])
                 return applied
             except Exception as exc:
                 refusal = exc
-        (applied,) = await backend.finish([self.stand_in(outcome, refusal)])
+        try:
+            (applied,) = await backend.finish([self.stand_in(outcome, refusal)])
+        except Exception:
+            await backend.queue_settings()  # a cheap read: raises while the backend is away
+            # It answers, yet takes nothing for this job (its record may be unusable): no
+            # retry would do better. Its lease, no longer renewed, expires, and the
+            # backend's upkeep rescues it as any job of a lost worker.
+            log.exception(
+                "job %s: neither its %s outcome nor a dead attempt in its place could be "
+                "stored; it is left to its lease",
+                outcome.job_id, outcome.state.value,
+            )  # fmt: skip
+            return None
         log.error(
             "job %s: its %s outcome could not be stored (%s); recorded as a dead attempt",
             outcome.job_id, outcome.state.value, storable(describe(refusal)),
@@ -126,11 +142,12 @@ class Recorder:
         )
         return Outcome(outcome.job_id, outcome.token, JobState.DEAD, error=error)
 
-    def _recorded(self, batch: Sequence[Outcome], applied: Sequence[bool]) -> None:
+    def _recorded(self, batch: Sequence[Outcome], applied: Sequence[bool | None]) -> None:
+        """Forget the outcomes recorded (or given up: None); warn of those not applied."""
         for outcome, ok in zip(batch, applied, strict=True):
             self.held.pop(outcome.job_id, None)
             self._attempts.pop(outcome.job_id, None)
-            if not ok:
+            if ok is False:
                 log.warning("job %s: outcome not recorded, the lease was lost", outcome.job_id)
 
 
