@@ -113,16 +113,25 @@ async def test_a_cancelled_error_of_the_handlers_own_is_a_failure(app: App) -> N
 
 
 async def test_timeouts_count_from_the_handlers_start(app: App) -> None:
-    # One child process, busy for a while: the job behind it waits longer than its own
-    # timeout, yet is not charged for the wait.
-    spin = app.task(executor="process", priority=9)(sample_tasks.spin)
-    quick = app.task(executor="process", timeout=0.5, max_retries=0)(sample_tasks.pid)
-    first = await spin.aenqueue(1.0)
-    second = await quick.aenqueue()
-    await burst(app, processes=1, concurrency=2)
-    assert (await first.arefresh()).state == JobState.SUCCEEDED
-    job = await second.arefresh()
-    assert (job.state, job.attempts) == (JobState.SUCCEEDED, 1), job.error
+    # One child process, busy for a second: the job behind it waits longer than its own
+    # timeout for the child, yet is not charged for the wait.
+    spin = app.task(executor="process")(sample_tasks.spin)
+    pid = app.task(executor="process", timeout=0.5, max_retries=0)(sample_tasks.pid)
+    warm_up = app.task(executor="process", name="warm-up")(sample_tasks.pid)
+    worker = Worker(app, processes=1, concurrency=2)
+    task = asyncio.create_task(worker.run())
+    try:
+        await (await warm_up.aenqueue()).aresult(20)  # the child is up
+        busy = await spin.aenqueue(1.0)
+        await wait_until(lambda: _running(app, busy.id), "the child is busy")
+        behind = await pid.aenqueue()
+        await behind.aresult(20)
+        job = await behind.arefresh()
+        assert (job.state, job.attempts, job.errors) == (JobState.SUCCEEDED, 1, [])
+        assert (await busy.arefresh()).state == JobState.SUCCEEDED
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_a_hung_sync_handler_costs_its_thread_not_the_workers(app: App) -> None:
@@ -171,3 +180,7 @@ async def test_a_hung_sync_handler_costs_its_thread_not_the_workers(app: App) ->
 
 async def _finished(app: App, job_id: str) -> bool:
     return (await app.aget(job_id)).state.finished
+
+
+async def _running(app: App, job_id: str) -> bool:
+    return (await app.aget(job_id)).state == JobState.RUNNING
