@@ -215,10 +215,22 @@ def check_task_name(value: Any) -> str:
 _PLAIN = frozenset({str, int, bool, type(None)})
 
 
+def _suspect(data: bytes) -> bool:
+    """Whether encoded JSON may hold what check_json refuses: orjson writes a number that is
+    not finite as null, and nesting deeper than MAX_DEPTH takes more brackets than that.
+    Two scans at C speed spare most values the walk (enqueue is the hot path)."""
+    return b"null" in data or data.count(b"[") + data.count(b"{") > MAX_DEPTH
+
+
 def check_json(field: str, value: Any) -> None:
     """Refuse what JSON would not carry back as given: numbers that are not finite (NaN,
     Infinity, and those that overflow to it such as 1e999, which orjson writes as null),
     and nesting deeper than MAX_DEPTH (stored, it could not be listed)."""
+    try:
+        if not _suspect(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)):
+            return
+    except TypeError:
+        pass  # not JSON at all (encode says so), or nested past orjson's limit: walk
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -289,14 +301,23 @@ def encode_payload(args: list[Any], kwargs: dict[str, Any], limit: int) -> bytes
     """The stored form of a job's arguments; raises PayloadError past `limit` bytes, or
     for what check_json refuses."""
     try:
+        data = encode({"args": args, "kwargs": kwargs})
+    except PayloadError:
+        _check_arguments(args, kwargs)  # the clearer reason, if it is one of these
+        raise
+    if _suspect(data):
+        _check_arguments(args, kwargs)
+    if len(data) > limit:
+        raise PayloadError(f"payload is {len(data)} bytes, over the limit of {limit} bytes")
+    return _own_size(data)
+
+
+def _check_arguments(args: list[Any], kwargs: dict[str, Any]) -> None:
+    try:
         check_json("args", args)
         check_json("kwargs", kwargs)
     except JobError as exc:
         raise PayloadError(str(exc)) from None
-    data = encode({"args": args, "kwargs": kwargs})
-    if len(data) > limit:
-        raise PayloadError(f"payload is {len(data)} bytes, over the limit of {limit} bytes")
-    return _own_size(data)
 
 
 def _own_size(data: bytes) -> bytes:
