@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tracemalloc
 
@@ -9,8 +10,10 @@ import pytest
 
 from taskmill import ConfigError, JobError, PayloadError, Priority, RetryPolicy, Settings
 from taskmill.job import (
+    MAX_DEPTH,
     Job,
     JobState,
+    check_json,
     decode_payload,
     encode_payload,
     encode_spec,
@@ -61,10 +64,28 @@ def test_durations(value: float | str, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "-5", -1, "5 minutes", True])
+@pytest.mark.parametrize(
+    "value", ["soon", "-5", -1, "5 minutes", True, math.nan, math.inf, 1e20, "3651d"]
+)
 def test_bad_durations_are_refused(value: object) -> None:
     with pytest.raises(JobError, match="duration"):
         parse_duration(value)  # type: ignore[arg-type]
+
+
+def test_check_json_walks_only_what_may_hold_a_refused_value() -> None:
+    check_json("args", [None, [[1.5]], {"a": "null"}, nested(MAX_DEPTH - 1)])
+    for bad in (math.nan, -math.inf, [nested(MAX_DEPTH)], {"a": [math.inf]}):
+        with pytest.raises(JobError, match=r"^args: "):
+            check_json("args", [bad])
+    with pytest.raises(JobError, match="nested deeper"):  # past orjson's own limit too
+        check_json("args", nested(300))
+
+
+def nested(depth: int) -> object:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def test_payload_round_trip_and_limit() -> None:
