@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from taskmill.backends import Outcome
 from taskmill.backends.memory import MemoryBackend
 from taskmill.errors import BackendError
 from taskmill.job import Job, encode
-from taskmill.recorder import Recorder, storable
+from taskmill.recorder import Recorder, away, storable
 from tests.conftest import fast_settings
 
 
@@ -67,22 +66,18 @@ async def test_outcomes_postgres_refuses_do_not_hold_back_the_others(pg_app: App
 
 
 class Unreachable(MemoryBackend):
-    """The memory backend, but its writes and reads fail while `down`, as those of a backend
-    whose server is away do."""
+    """The memory backend, but its finish() fails while `down` as a backend's whose server
+    is away does: BackendError, caused by a socket's error."""
 
     down = True
 
     async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-        self._check()
-        return await super()._finish(outcomes, now)
-
-    async def queue_settings(self) -> dict[str, dict[str, Any]]:
-        self._check()
-        return await super().queue_settings()
-
-    def _check(self) -> None:
         if self.down:
-            raise BackendError("connection refused")
+            try:
+                raise ConnectionRefusedError("connection refused")
+            except OSError as exc:
+                raise BackendError(f"the server is away: {exc}") from exc
+        return await super()._finish(outcomes, now)
 
 
 async def test_outcomes_wait_while_the_backend_takes_no_writes() -> None:
@@ -143,6 +138,23 @@ async def test_a_job_the_backend_takes_no_outcome_for_is_left_to_its_lease() -> 
         ]  # fmt: skip
     finally:
         await backend.close()
+
+
+class OperationalError(Exception):
+    """Named as PEP 249's: what SQL drivers raise for a lost connection."""
+
+
+def test_away_is_read_from_the_errors_causes() -> None:
+    def backend_error(cause: Exception | None) -> BackendError:
+        error = BackendError("PostgreSQL: ...")
+        error.__cause__ = cause  # as `raise BackendError(...) from cause` sets it
+        return error
+
+    assert away(backend_error(OperationalError("server closed the connection unexpectedly")))
+    assert away(backend_error(ConnectionResetError()))
+    assert away(backend_error(TimeoutError()))
+    assert not away(backend_error(ValueError("unsupported Unicode escape sequence")))
+    assert not away(backend_error(None))
 
 
 def test_storable_text_has_no_nul_and_no_lone_surrogate() -> None:

@@ -1,17 +1,15 @@
 """How a worker records the outcomes of its attempts: in batches, and one by one when the
 backend refuses a batch, so that an outcome it cannot store never holds back the others.
 
-An outcome the backend refuses on its own (PostgreSQL refuses text holding a NUL
-character, say) is replaced by a DEAD attempt whose error says that the outcome could not
-be stored, and why, in text that can be: the handler ran, so retrying would run its side
-effects again, most likely to the same unstorable end; from the dead-letter queue a person
-can look and requeue. The stand-in also tells a refusal from a backend that takes no writes
-(down, or its connection lost): if even the stand-in fails, the outcomes wait for the next
-try, with backoff, as any batch does while the backend is away. (The backends' errors do
-not tell the two apart, so the backend's answer to the stand-in does; a connection lost
-between the two writes, and back at once, would make a storable outcome dead.) A job for
-which the backend, though it answers, stores not even the stand-in is left to its lease:
-the worker stops renewing it, and the backend's upkeep rescues it once it expires.
+A backend that is away (down, its connection lost, a lock not granted) is told from one
+that answers and refuses (PostgreSQL refuses text holding a NUL character, say) by the
+error's causes (away()). While it is away, every outcome waits for the next try, with
+backoff. An outcome it refuses on its own is replaced by a DEAD attempt whose error says
+that the outcome could not be stored, and why, in text that can be: the handler ran, so
+retrying would run its side effects again, most likely to the same unstorable end; from
+the dead-letter queue a person can look and requeue. A job for which the backend refuses
+even that stand-in (its record may be unusable) is left to its lease: the worker stops
+renewing it, and the backend's upkeep rescues it once it expires.
 """
 
 from __future__ import annotations
@@ -70,15 +68,19 @@ class Recorder:
         batch, self.outcomes = self.outcomes, []
         if not batch:
             return
-        applied: list[bool] | list[bool | None]
         try:
             applied = await backend.finish(batch)
         except Exception as exc:
-            applied = await self._one_by_one(backend, batch, exc)
+            if away(exc):
+                self.outcomes[:0] = batch  # keep them for the next try
+                raise
+            # _one_by_one keeps those it does not record, whatever stops it.
+            self._recorded(batch, await self._one_by_one(backend, batch, exc))
         except BaseException:
-            self.outcomes[:0] = batch  # keep them for the next try
+            self.outcomes[:0] = batch
             raise
-        self._recorded(batch, applied)
+        else:
+            self._recorded(batch, applied)
 
     async def _one_by_one(
         self, backend: Backend, batch: list[Outcome], refusal: Exception
@@ -98,20 +100,22 @@ class Recorder:
         self, backend: Backend, outcome: Outcome, refusal: Exception, tried: bool
     ) -> bool | None:
         """Record one outcome (`tried`: the batch was that one, and `refusal` its error),
-        else its stand-in. If even that fails, raise while the backend is away; if the
-        backend answers, give the job up to its lease (None)."""
+        else its stand-in; raise while the backend is away. None: the job is given up to
+        its lease, the backend refusing even the stand-in."""
         if not tried:
             try:
                 (applied,) = await backend.finish([outcome])
                 return applied
             except Exception as exc:
+                if away(exc):
+                    raise
                 refusal = exc
         try:
             (applied,) = await backend.finish([self.stand_in(outcome, refusal)])
-        except Exception:
-            await backend.queue_settings()  # a cheap read: raises while the backend is away
-            # It answers, yet takes nothing for this job (its record may be unusable): no
-            # retry would do better. Its lease, no longer renewed, expires, and the
+        except Exception as exc:
+            if away(exc):
+                raise
+            # No retry would do better. Its lease, no longer renewed, expires, and the
             # backend's upkeep rescues it as any job of a lost worker.
             log.exception(
                 "job %s: neither its %s outcome nor a dead attempt in its place could be "
@@ -149,6 +153,26 @@ class Recorder:
             self._attempts.pop(outcome.job_id, None)
             if ok is False:
                 log.warning("job %s: outcome not recorded, the lease was lost", outcome.job_id)
+
+
+#: What a backend that is away raises, by class name among an error's causes: sockets'
+#: errors (OSError: refused, reset, timed out), and PEP 249's OperationalError and
+#: InterfaceError, which SQL drivers raise for a lost connection, a server shutting down,
+#: a pool with no connection to give or a lock not granted. Names, as PEP 249 gives them:
+#: the worker knows no driver.
+AWAY = frozenset({"OSError", "OperationalError", "InterfaceError"})
+
+
+def away(exc: BaseException) -> bool:
+    """Whether the error says the backend is away (AWAY), rather than that it refused."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if any(cls.__name__ in AWAY for cls in type(cause).__mro__):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def storable(text: str) -> str:
