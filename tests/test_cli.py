@@ -200,7 +200,7 @@ def test_bad_input_is_a_usage_error(url: str, args: list[str], examples_app: App
     ("args", "words"),
     [
         (["--timeout", "0"], "timeout: must be > 0"),
-        (["--max-retries", "1000000000"], "max_retries: must be an integer from 0 to 1000"),
+        (["--max-retries", "1000000000"], "max_retries: must be an integer from 0 to 10000"),
         (["--delay", "99999d"], "duration must be from 0 to"),
         (["--id", "a/b"], "id: must be 1-255 printable characters"),
     ],

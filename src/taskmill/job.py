@@ -40,8 +40,9 @@ MAX_DURATION = 10 * 365 * 86400.0
 #: Absolute times (scheduled_at, expires_at) are UNIX seconds in [0, LATEST_TIME): 1970 to
 #: the start of 9999, the range a datetime can show again.
 LATEST_TIME = 253370764800.0
-#: Most retries a job may have.
-MAX_RETRIES = 1000
+#: Most retries a job may have: the bound the REST API always had, so that no queue's stored
+#: retry default becomes one its submissions are refused for.
+MAX_RETRIES = 10_000
 #: Queue names are a plain alphabet (they name keys, metric labels and URL paths).
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 #: The alphabet of ids and task names as near as OpenAPI's regex can say it (it has no
