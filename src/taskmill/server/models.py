@@ -157,7 +157,7 @@ class _Strict(BaseModel):
 
 
 class JobIn(_Strict):
-    type: TaskName = Field(description="The task's name.")
+    type: TaskName = Field(description="The task's name: printable characters, no '/'.")
     payload: Payload = Field(default_factory=dict, description="Keyword arguments.")
     args: Args = Field(default_factory=list, description="Positional arguments.")
     queue: QueueName | None = None
