@@ -89,7 +89,7 @@ class Backend(ABC):
         """Storage step of enqueue: jobs already prepared, at least one."""
 
     async def get(self, job_id: str) -> Job | None:
-        """The job's record, or None."""
+        """The job's record, or None (also, logged, for a record that cannot be read)."""
         return await self._get(job_id) if matchable(job_id) else None
 
     @abstractmethod
@@ -105,7 +105,9 @@ class Backend(ABC):
         limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[Job], str | None]:
-        """Jobs matching every filter given, newest first, and the cursor of the next page."""
+        """Jobs matching every filter given, newest first, and the cursor of the next page.
+        A record that cannot be read is left out of the page and logged (rules.skipped()):
+        a listing never fails on one; the claim or upkeep that meets it quarantines it."""
         before = parse_cursor(cursor)
         if limit <= 0 or not matchable(queue, task):
             return [], None
@@ -150,6 +152,11 @@ class Backend(ABC):
         setting allows. Each taken job becomes RUNNING with attempts + 1, a new token,
         worker = worker_id, started_at = now, lease_until = now + lease,
         cancel_requested = False.
+
+        A record taken that cannot be read (undecodable, of the wrong shape, fields
+        missing) is not returned: it is quarantined in the dead-letter queue
+        (rules.quarantine()), and the claim returns the others. An index entry whose record
+        is gone is dropped and logged (rules.lost()).
         """
         order = list(dict.fromkeys(queues))
         if limit <= 0 or not order:
@@ -253,7 +260,8 @@ class Backend(ABC):
     async def maintain(self) -> int:
         """Periodic upkeep, safe to run from many processes at once. Returns jobs rescued.
 
-        Rescues RUNNING jobs whose lease expired, as rescue() decides. Deletes jobs in
+        Rescues RUNNING jobs whose lease expired, as rescue() decides; one whose record
+        cannot be read is quarantined instead (and counts as rescued). Deletes jobs in
         PRUNABLE_STATES finished more than result_ttl ago, and workers not seen for
         WORKER_TTL.
         """

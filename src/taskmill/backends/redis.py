@@ -25,8 +25,9 @@ Claims and waiting are in redis_claim.py: an idle worker blocks in BLPOP on the 
 claim rides behind the BLPOP. Schedules and leases are in redis_schedules.py.
 
 The rules every backend keeps are Backend's (base.py); this module stores. The rescue of
-an expired lease takes two steps: maintain.lua lists the jobs with what base.rescue()
-needs, and rescue.lua applies its decision to those still running on that lease.
+an expired lease takes two steps: maintain.lua lists the jobs' records, and rescue.lua
+applies base.rescue()'s decision to those still running on that lease. A record that
+Python cannot read (after a claim or that listing) goes to quarantine.lua instead.
 
 Times come from the backend's clock and are passed to scripts, so tests may move time by
 hand. The one exception is the claim pipelined behind BLPOP, which may run long after it
