@@ -289,14 +289,18 @@ def why(exc: Exception) -> str:
 def skipped(job_id: object, reason: str) -> None:
     """Log a record a read leaves out because it cannot be read (listings show the rest;
     a claim or upkeep that meets it quarantines it)."""
-    log.warning("job %r left out: its record cannot be read (%s)", job_id, reason)
+    log.warning("job %r left out: its record cannot be read (%s)", _name(job_id), reason)
 
 
 def lost(queue: str, ids: Iterable[bytes | str]) -> None:
     """Log index entries dropped because the record they point to is gone."""
     for job_id in ids:
-        name = job_id.decode(errors="replace") if isinstance(job_id, bytes) else job_id
-        log.warning("queue %r: index entry %r dropped: its job record is gone", queue, name)
+        log.warning("queue %r: index entry %r dropped: its record is gone", queue, _name(job_id))
+
+
+def _name(job_id: object) -> object:
+    """An id as logs show it: Redis replies hold bytes."""
+    return job_id.decode(errors="replace") if isinstance(job_id, bytes) else job_id
 
 
 @dataclass(slots=True, frozen=True)
