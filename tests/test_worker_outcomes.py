@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from taskmill import App, JobState, Worker
-from taskmill.backends import Outcome
+from taskmill.backends import Outcome, connect, connect_blocking, drive
 from taskmill.backends.memory import MemoryBackend
-from taskmill.errors import BackendError
+from taskmill.errors import BackendError, BackendUnavailable
 from taskmill.job import Job, encode
 from taskmill.recorder import Recorder, away, storable
+from tests.conftest import free_port
 
 
 async def test_outcomes_a_backend_refuses_do_not_hold_back_the_others(app: App, url: str) -> None:
@@ -60,16 +62,13 @@ async def test_outcomes_a_backend_refuses_do_not_hold_back_the_others(app: App, 
 
 class Unreachable(MemoryBackend):
     """The memory backend, but its finish() fails while `down` as a backend's whose server
-    is away does: BackendError, caused by a socket's error."""
+    is away does: BackendUnavailable."""
 
     down = True
 
     async def _finish(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         if self.down:
-            try:
-                raise ConnectionRefusedError("connection refused")
-            except OSError as exc:
-                raise BackendError(f"the server is away: {exc}") from exc
+            raise BackendUnavailable("the server is away: connection refused")
         return await super()._finish(outcomes, now)
 
 
@@ -133,21 +132,27 @@ async def test_a_job_the_backend_takes_no_outcome_for_is_left_to_its_lease() -> 
         await backend.close()
 
 
-class OperationalError(Exception):
-    """Named as PEP 249's: what SQL drivers raise for a lost connection."""
-
-
-def test_away_is_read_from_the_errors_causes() -> None:
-    def backend_error(cause: Exception | None) -> BackendError:
-        error = BackendError("PostgreSQL: ...")
-        error.__cause__ = cause  # as `raise BackendError(...) from cause` sets it
-        return error
-
-    assert away(backend_error(OperationalError("server closed the connection unexpectedly")))
-    assert away(backend_error(ConnectionResetError()))
-    assert away(backend_error(TimeoutError()))
-    assert not away(backend_error(ValueError("unsupported Unicode escape sequence")))
-    assert not away(backend_error(None))
+async def test_a_server_away_and_a_refusal_are_told_apart(tmp_path: Path) -> None:
+    """What each backend raises when its server is not there is BackendUnavailable, which
+    the recorder waits out; a statement refused is a plain BackendError."""
+    for url in (
+        f"redis://127.0.0.1:{free_port()}",
+        f"postgresql://postgres@127.0.0.1:{free_port()}/x",
+    ):
+        blocking = connect_blocking(url)
+        assert blocking is not None
+        with pytest.raises(BackendUnavailable) as away_error:
+            drive(blocking.get("some-job"))
+        assert away(away_error.value)
+    backend = connect(f"sqlite:///{tmp_path / 'refuses.db'}")
+    await backend.open()
+    try:
+        (job,) = await backend.enqueue([Job(task="t")])
+        with pytest.raises(BackendError) as refusal:
+            await backend.finish([Outcome(job.id, "token", JobState.RUNNING)])
+        assert not away(refusal.value)
+    finally:
+        await backend.close()
 
 
 def test_storable_text_has_no_nul_and_no_lone_surrogate() -> None:

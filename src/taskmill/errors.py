@@ -15,6 +15,12 @@ class BackendError(TaskmillError):
     """The backend could not be reached or refused the operation."""
 
 
+class BackendUnavailable(BackendError):
+    """The backend could not be reached (down, restarting, its connection lost, a lock not
+    granted in time): the same call may succeed later, where a plain BackendError is a
+    refusal that would be repeated."""
+
+
 class JobError(TaskmillError):
     """A job could not be enqueued as asked; nothing was stored."""
 

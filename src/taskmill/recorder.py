@@ -3,8 +3,8 @@ backend refuses a batch, so that an outcome it cannot store never holds back the
 
 A backend that is away (down, its connection lost, a lock not granted) is told from one
 that answers and refuses (PostgreSQL refuses text holding a NUL character, say) by the
-error's causes (away()). While it is away, every outcome waits for the next try, with
-backoff. An outcome it refuses on its own is replaced by a DEAD attempt whose error says
+error the backend raises (BackendUnavailable, see away()). While it is away, every outcome
+waits for the next try, with backoff. An outcome it refuses on its own is replaced by a DEAD attempt whose error says
 that the outcome could not be stored, and why, in text that can be: the handler ran, so
 retrying would run its side effects again, most likely to the same unstorable end; from
 the dead-letter queue a person can look and requeue. A job for which the backend refuses
@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from taskmill.backends import Backend, Outcome
+from taskmill.errors import BackendUnavailable
 from taskmill.job import AttemptError, JobState
 
 log = logging.getLogger("taskmill.worker")
@@ -155,24 +156,10 @@ class Recorder:
                 log.warning("job %s: outcome not recorded, the lease was lost", outcome.job_id)
 
 
-#: What a backend that is away raises, by class name among an error's causes: sockets'
-#: errors (OSError: refused, reset, timed out), and PEP 249's OperationalError and
-#: InterfaceError, which SQL drivers raise for a lost connection, a server shutting down,
-#: a pool with no connection to give or a lock not granted. Names, as PEP 249 gives them:
-#: the worker knows no driver.
-AWAY = frozenset({"OSError", "OperationalError", "InterfaceError"})
-
-
 def away(exc: BaseException) -> bool:
-    """Whether the error says the backend is away (AWAY), rather than that it refused."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if any(cls.__name__ in AWAY for cls in type(cause).__mro__):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
+    """Whether the error says the backend is away (BackendUnavailable: each backend tells
+    its driver's errors apart), rather than that it refused."""
+    return isinstance(exc, BackendUnavailable)
 
 
 def storable(text: str) -> str:

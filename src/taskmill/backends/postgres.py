@@ -64,7 +64,7 @@ from taskmill.backends.rules import (
     rescue,
     sift,
 )
-from taskmill.errors import BackendError, ConfigError
+from taskmill.errors import BackendError, BackendUnavailable, ConfigError
 from taskmill.job import Job, JobState, decode
 
 #: Connections per backend instance at most: a worker uses one for claims, one for
@@ -75,6 +75,14 @@ POOL_TIMEOUT = 10.0
 #: Expired leases rescued, and finished jobs pruned, per `maintain` at most.
 MAINTAIN_BATCH = 5_000
 _T = TypeVar("_T")
+
+
+def _failure(url: str, exc: psycopg.Error) -> BackendError:
+    """The backend's error for a driver's: an OperationalError or InterfaceError (the
+    server down or restarting, a connection lost, the pool empty) says it is away; any
+    other is a refusal of the statement."""
+    away = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return (BackendUnavailable if away else BackendError)(f"PostgreSQL {_where(url)}: {exc}")
 
 
 def _where(url: str) -> str:
@@ -134,7 +142,7 @@ class PostgresBackend(PostgresSchedules, Backend):
         try:
             yield
         except psycopg.Error as exc:
-            raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+            raise _failure(self.url, exc) from exc
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -519,11 +527,11 @@ class ThreadBackend(PostgresBackend):
                 return call(conn)
             except psycopg.OperationalError as exc:
                 if attempt == 2:
-                    raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+                    raise _failure(self.url, exc) from exc
                 if conn is not None:
                     conn.close()
             except psycopg.Error as exc:
-                raise BackendError(f"PostgreSQL {_where(self.url)}: {exc}") from exc
+                raise _failure(self.url, exc) from exc
         raise AssertionError("unreachable")
 
     async def _enqueue(self, jobs: Sequence[Job], now: float) -> list[Job]:

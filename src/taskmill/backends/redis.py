@@ -47,7 +47,13 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskmill.backends.base import Clock
 from taskmill.backends.redis_claim import RedisClaims
@@ -77,7 +83,7 @@ from taskmill.backends.rules import (
     sift,
     skipped,
 )
-from taskmill.errors import BackendError, ConfigError
+from taskmill.errors import BackendError, BackendUnavailable, ConfigError
 from taskmill.job import Job, JobState, decode, encode_spec
 
 IDS = f"{PREFIX}:{{@}}:ids"
@@ -138,6 +144,10 @@ def _rescue(job: Job, now: float) -> tuple[Any, ...]:
 
 #: What a call to Redis may raise; the backend raises it again as BackendError.
 _FAILURES = (RedisError, ReplyError, OSError)
+#: What says the server is away rather than refusing: no connection, or a server that is
+#: loading, failing over or busy with a script, which answers again in a while.
+_AWAY = (RedisConnectionError, RedisTimeoutError, ClusterDownError, TryAgainError, OSError)
+_AWAY_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY")
 
 
 class RedisBackend(RedisSchedules, RedisClaims):
@@ -182,7 +192,11 @@ class RedisBackend(RedisSchedules, RedisClaims):
             raise self._failure(exc) from exc
 
     def _failure(self, exc: BaseException) -> BackendError:
-        return BackendError(f"Redis {self._where()}: {type(exc).__name__}: {exc}")
+        away = isinstance(exc, _AWAY) or (
+            isinstance(exc, ReplyError) and str(exc).startswith(_AWAY_REPLIES)
+        )
+        error = BackendUnavailable if away else BackendError
+        return error(f"Redis {self._where()}: {type(exc).__name__}: {exc}")
 
     def _where(self) -> str:
         parts = urlsplit(self.url)
@@ -213,7 +227,7 @@ class RedisBackend(RedisSchedules, RedisClaims):
             raise self._failure(exc) from exc
         for result in results:
             if isinstance(result, ReplyError):
-                raise BackendError(f"Redis {self._where()}: {result}")
+                raise self._failure(result)
         return results
 
     async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:

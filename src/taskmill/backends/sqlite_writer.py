@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from taskmill.errors import BackendError
+from taskmill.errors import BackendError, BackendUnavailable
 
 T = TypeVar("T")
 
@@ -117,7 +117,17 @@ class Writer:
             raise self._error(exc) from exc
 
     def _error(self, exc: sqlite3.Error) -> BackendError:
-        return BackendError(f"SQLite database {self.path}: {exc}")
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        error = BackendUnavailable if code in _AWAY else BackendError
+        return error(f"SQLite database {self.path}: {exc}")
+
+
+#: Result codes that say the database is away for now rather than refusing the statement:
+#: a lock another process held past our patience, the disk failing or full, the file gone.
+_AWAY = frozenset({
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+})  # fmt: skip
 
 
 def _patiently(fn: Callable[[], T]) -> T:

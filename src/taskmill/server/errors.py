@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from taskmill.errors import (
     BackendError,
+    BackendUnavailable,
     ConfigError,
     InvalidArgumentsError,
     JobError,
@@ -42,7 +43,8 @@ STATUS: list[tuple[type[TaskmillError], int, str]] = [
     (ScheduleError, 422, "invalid_schedule"),
     (JobStateError, 409, "conflict"),
     (ConfigError, 400, "bad_request"),
-    (BackendError, 503, "backend_unavailable"),
+    (BackendUnavailable, 503, "backend_unavailable"),
+    (BackendError, 500, "backend_error"),
 ]
 #: Codes of plain HTTP errors (unknown route, wrong method, ...).
 HTTP_CODES = {
@@ -118,7 +120,8 @@ async def _taskmill(request: Request, exc: Exception) -> Response:
     status, code = next((s, c) for kind, s, c in STATUS if isinstance(exc, kind))
     if isinstance(exc, BackendError):
         log.error("backend error on %s %s: %s", request.method, request.url.path, exc)
-        return error_response(status, code, "the backend is unavailable; see the server log")
+        what = "is unavailable" if isinstance(exc, BackendUnavailable) else "refused the request"
+        return error_response(status, code, f"the backend {what}; see the server log")
     details: dict[str, Any] = {}
     if isinstance(exc, UnknownTaskError):
         details = {"type": exc.name, "known": exc.known}
