@@ -4,12 +4,12 @@ backend refuses a batch, so that an outcome it cannot store never holds back the
 A backend that is away (down, its connection lost, a lock not granted) is told from one
 that answers and refuses (PostgreSQL refuses text holding a NUL character, say) by the
 error the backend raises (BackendUnavailable, see away()). While it is away, every outcome
-waits for the next try, with backoff. An outcome it refuses on its own is replaced by a DEAD attempt whose error says
-that the outcome could not be stored, and why, in text that can be: the handler ran, so
-retrying would run its side effects again, most likely to the same unstorable end; from
-the dead-letter queue a person can look and requeue. A job for which the backend refuses
-even that stand-in (its record may be unusable) is left to its lease: the worker stops
-renewing it, and the backend's upkeep rescues it once it expires.
+waits for the next try, with backoff. An outcome it refuses on its own is replaced by a
+DEAD attempt whose error says that the outcome could not be stored, and why, in text that
+can be: the handler ran, so retrying would run its side effects again, most likely to the
+same unstorable end; from the dead-letter queue a person can look and requeue. A job for
+which the backend refuses even that stand-in (its record may be unusable) is left to its
+lease: the worker stops renewing it, and the backend's upkeep rescues it once it expires.
 """
 
 from __future__ import annotations

@@ -125,14 +125,7 @@ async def test_a_cancel_requested_after_an_expired_lease_was_listed_wins(
         _, (record,), _ = await backend._script("maintain", keys, [clock(), 10])
         listed = job_of("default", pairs(record))
         assert (listed.id, listed.token, listed.attempts) == (job.id, claimed.token, 1)
-        fate = rescue(
-            attempts=1,
-            max_retries=DEFAULT_MAX_RETRIES,
-            cancel_requested=False,
-            retry=DEFAULT_RETRY,
-            worker="w1",
-            now=clock(),
-        )
+        fate = rescue(listed, clock())
         assert fate.state == JobState.RETRYING
         await backend.cancel(job.id)
         args = [clock(), job.id, claimed.token, fate.state.value, fate.run_at]

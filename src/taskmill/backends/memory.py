@@ -290,14 +290,7 @@ class MemoryBackend(Backend):
             for job_id, job in list(store.jobs.items()):
                 if job.state == JobState.RUNNING and (job.lease_until or 0) < now:
                     rescued += 1
-                    fate = rescue(
-                        attempts=job.attempts,
-                        max_retries=job.max_retries,
-                        cancel_requested=job.cancel_requested,
-                        retry=job.retry,
-                        worker=job.worker,
-                        now=now,
-                    )
+                    fate = rescue(job, now)
                     job.errors.append(fate.error)
                     job.token = job.lease_until = None
                     job.state, job.finished_at = fate.state, fate.finished_at

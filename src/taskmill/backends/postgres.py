@@ -377,14 +377,7 @@ class PostgresBackend(PostgresSchedules, Backend):
                 params = quarantines(bad, now)
                 quarantined = (await conn.execute(QUERIES["quarantine"], params)).rowcount
             for record in expired:
-                fate = rescue(
-                    attempts=record.attempts,
-                    max_retries=record.max_retries,
-                    cancel_requested=record.cancel_requested,
-                    retry=record.retry,
-                    worker=record.worker,
-                    now=now,
-                )
+                fate = rescue(record, now)
                 rescues.append({
                     "id": record.id,
                     "token": record.token,

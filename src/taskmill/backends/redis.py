@@ -130,14 +130,7 @@ def _readable(queue: str, fields: Sequence[bytes], job_id: str) -> Job | None:
 
 def _rescue(job: Job, now: float) -> tuple[Any, ...]:
     """rescue.lua's arguments for a job whose lease expired."""
-    fate = rescue(
-        attempts=job.attempts,
-        max_retries=job.max_retries,
-        cancel_requested=job.cancel_requested,
-        retry=job.retry,
-        worker=job.worker,
-        now=now,
-    )
+    fate = rescue(job, now)
     run_at = "" if fate.run_at is None else fate.run_at
     return job.id, job.token, fate.state.value, run_at, orjson.dumps(fate.error.to_dict())
 

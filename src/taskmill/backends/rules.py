@@ -17,7 +17,6 @@ from typing import Any, NamedTuple, TypeVar
 
 from taskmill.errors import BackendError, ConfigError
 from taskmill.job import WAITING_STATES, AttemptError, Job, JobState, decode, decode_spec
-from taskmill.retry import RetryPolicy
 
 log = logging.getLogger("taskmill")
 _Row = TypeVar("_Row")
@@ -197,23 +196,16 @@ class Rescue:
     finished_at: float | None = None
 
 
-def rescue(
-    *,
-    attempts: int,
-    max_retries: int,
-    cancel_requested: bool,
-    retry: RetryPolicy,
-    worker: str | None,
-    now: float,
-) -> Rescue:
-    """The rescue decision: the attempt fails with LEASE_EXPIRED, and the job is CANCELLED
-    if that was requested, DEAD once past max_retries, else RETRYING after its backoff."""
-    error = AttemptError(attempts, LEASE_EXPIRED, None, worker or None, now)
-    if cancel_requested:
+def rescue(job: Job, now: float) -> Rescue:
+    """The rescue decision for a RUNNING job whose lease expired: the attempt fails with
+    LEASE_EXPIRED, and the job is CANCELLED if that was requested, DEAD once past
+    max_retries, else RETRYING after its backoff."""
+    error = AttemptError(job.attempts, LEASE_EXPIRED, None, job.worker or None, now)
+    if job.cancel_requested:
         return Rescue(JobState.CANCELLED, error, finished_at=now)
-    if attempts > max_retries:
+    if job.attempts > job.max_retries:
         return Rescue(JobState.DEAD, error, finished_at=now)
-    return Rescue(JobState.RETRYING, error, run_at=now + retry.backoff(attempts))
+    return Rescue(JobState.RETRYING, error, run_at=now + job.retry.backoff(job.attempts))
 
 
 def in_claim_order(order: Sequence[str], claimed: Sequence[tuple[Job, int]]) -> list[Job]:

@@ -442,14 +442,7 @@ class SQLiteBackend(SQLiteSchedules, Backend):
                 _quarantine(conn, bad, now)
             rescues: list[tuple[Any, ...]] = []
             for job in expired:
-                fate = rescue(
-                    attempts=job.attempts,
-                    max_retries=job.max_retries,
-                    cancel_requested=job.cancel_requested,
-                    retry=job.retry,
-                    worker=job.worker,
-                    now=now,
-                )
+                fate = rescue(job, now)
                 run_at, error = fate.run_at, _dumps(fate.error.to_dict())
                 due = run_at is not None and run_at <= now
                 rescues.append((fate.state.value, fate.finished_at, run_at, due, error, job.id))
