@@ -375,6 +375,7 @@ async def one_job(app: App, client: httpx.AsyncClient, drawn: Any) -> None:
     await listings_work(client)
 
 
+@pytest.mark.slow
 def test_random_jobs_are_refused_or_stored_run_and_deleted(url: str) -> None:
     property_test(url, one_job, JOBS)
 
@@ -404,5 +405,6 @@ async def one_schedule(app: App, client: httpx.AsyncClient, drawn: Any) -> None:
         assert (await client.delete(path)).status_code == 204
 
 
+@pytest.mark.slow
 def test_random_schedules_are_refused_or_stored_listed_and_deleted(url: str) -> None:
     property_test(url, one_schedule, SCHEDULES)

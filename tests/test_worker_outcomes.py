@@ -132,6 +132,7 @@ async def test_a_job_the_backend_takes_no_outcome_for_is_left_to_its_lease() -> 
         await backend.close()
 
 
+@pytest.mark.slow
 async def test_a_server_away_and_a_refusal_are_told_apart(tmp_path: Path) -> None:
     """What each backend raises when its server is not there is BackendUnavailable, which
     the recorder waits out; a statement refused is a plain BackendError."""

@@ -193,6 +193,7 @@ async def test_an_index_entry_whose_record_is_gone_is_dropped(
         assert f"index entry {job.id!r} dropped" in caplog.text
 
 
+@pytest.mark.slow
 async def test_a_worker_drains_a_queue_full_of_poison(
     url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

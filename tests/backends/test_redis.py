@@ -396,6 +396,7 @@ def test_a_sync_call_reads_replies_slower_and_faster_than_its_spin(redis_server:
         drive(blocking.close())
 
 
+@pytest.mark.slow
 def test_connect_opens_the_sync_api_up_front(redis_server: str) -> None:
     app = App(fresh_redis(redis_server), strict=False)
     try:
