@@ -21,16 +21,19 @@ $(INSTALLED): pyproject.toml
 # API would never fire; as the leader it also rescues the jobs of lost workers and prunes
 # old ones. Delayed jobs need no loop: claims take due jobs first.
 RUN := $(BIN)/taskmill --url sqlite:///taskmill.db --app taskmill.examples:app
+# The server's port and the worker's metrics port: `make run PORT=8001 METRICS_PORT=9102`.
+PORT ?= 8000
+METRICS_PORT ?= 9101
 run: install
 	@echo "taskmill on sqlite:///taskmill.db: the API server and one worker with a scheduler (Ctrl-C stops both)"
-	@echo "  dashboard  http://127.0.0.1:8000/"
-	@echo "  API        http://127.0.0.1:8000/api/v1/jobs"
-	@echo "  docs       http://127.0.0.1:8000/docs"
-	@echo "  metrics    http://127.0.0.1:8000/metrics (queues)  http://127.0.0.1:9101/metrics (worker)"
-	@echo "  try        curl -X POST localhost:8000/api/v1/jobs -d '{\"type\": \"echo\", \"payload\": {\"message\": \"hi\"}}'"
+	@echo "  dashboard  http://127.0.0.1:$(PORT)/"
+	@echo "  API        http://127.0.0.1:$(PORT)/api/v1/jobs"
+	@echo "  docs       http://127.0.0.1:$(PORT)/docs"
+	@echo "  metrics    http://127.0.0.1:$(PORT)/metrics (queues)  http://127.0.0.1:$(METRICS_PORT)/metrics (worker)"
+	@echo "  try        curl -X POST localhost:$(PORT)/api/v1/jobs -H 'content-type: application/json' -d '{\"type\": \"echo\", \"payload\": {\"message\": \"hi\"}}'"
 	@trap 'kill -TERM $$server $$worker 2>/dev/null; wait' INT TERM; \
-	$(RUN) worker --scheduler --metrics-port 9101 & worker=$$!; \
-	$(RUN) server --port 8000 & server=$$!; \
+	$(RUN) worker --scheduler --metrics-port $(METRICS_PORT) & worker=$$!; \
+	$(RUN) server --port $(PORT) & server=$$!; \
 	wait -n; kill -TERM $$server $$worker 2>/dev/null; wait
 
 demo: install
