@@ -4,7 +4,10 @@ on the portal's event loop thread on the others; every other call runs on the po
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -49,5 +52,28 @@ def test_connect_opens_both_ways_and_close_closes_them(url: str) -> None:
     # Closed, the app opens its ways again on its next call.
     try:
         assert app.enqueue("t").job.state == JobState.PENDING
+    finally:
+        app.close()
+
+
+def test_a_producer_that_exits_without_close_stores_its_job_quietly(tmp_path: Path) -> None:
+    # On SQLite the adapter's exit hook closes the backend through an executor's thread,
+    # which the interpreter stops at exit: the hook must run first.
+    script = tmp_path / "producer.py"
+    script.write_text(
+        "from taskmill import App\n"
+        "app = App('sqlite:///x.db')\n"
+        "@app.task\n"
+        "def add(a, b):\n"
+        "    return a + b\n"
+        "print(add.enqueue(1, 2).id)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    app = App(f"sqlite:///{tmp_path / 'x.db'}", strict=False)
+    try:
+        assert app.get(done.stdout.strip()).state == JobState.PENDING
     finally:
         app.close()

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+
+# Imported now, so that its exit hook, which stops every executor's threads, is registered
+# before _at_exit's and so runs after it (concurrent.futures imports it on first use only).
+import concurrent.futures.thread  # noqa: F401
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -83,7 +87,7 @@ class SyncAdapter:
                 self._portal = Portal()
                 # Closed at exit while its loop still runs: left to the garbage collector,
                 # a backend's connections would be closed with no loop to do it on.
-                atexit.register(_close_at_exit, weakref.ref(self))
+                _at_exit(_close_at_exit, weakref.ref(self))
             portal = self._portal
         return portal.run(coro)
 
@@ -110,6 +114,17 @@ class SyncAdapter:
                     drive(direct.open())
                 self._in_thread, self._in_thread_known = direct, True
             return self._in_thread
+
+
+def _at_exit(fn: Callable[[weakref.ref[SyncAdapter]], None], arg: weakref.ref[SyncAdapter]) -> None:
+    """Run fn(arg) at exit before concurrent.futures stops its executors' threads: a
+    backend that closes through one (SQLite's connection thread) could not otherwise."""
+    try:
+        # Called in reverse order of registration, so before concurrent.futures' own (see
+        # the imports); CPython-internal, hence not in typeshed.
+        threading._register_atexit(fn, arg)  # type: ignore[attr-defined]
+    except RuntimeError:  # the interpreter is already past that point: the latest there is
+        atexit.register(fn, arg)
 
 
 def _close_at_exit(adapter: weakref.ref[SyncAdapter]) -> None:
