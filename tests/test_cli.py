@@ -157,14 +157,14 @@ def test_worker_runs_jobs_of_the_app(url: str, tasks: str) -> None:
 
 def test_unknown_task_with_app_names_the_known_ones(url: str, tasks: str) -> None:
     result = run("--url", url, "--app", tasks, "enqueue", "nope")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == "Error: unknown task 'nope'; known tasks: add, refuse\n"
     assert ok("--url", url, "jobs", "list")["jobs"] == []
 
 
 def test_arguments_are_checked_against_the_task_with_app(url: str, tasks: str) -> None:
     result = run("--url", url, "--app", tasks, "enqueue", "add", "--payload", '{"a": 1}')
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "arguments do not fit task 'add'" in result.stderr
 
 
@@ -224,7 +224,7 @@ def test_names_and_payloads_outside_the_bounds_are_refused(
     url: str, args: list[str], words: str
 ) -> None:
     result = run("--url", url, "enqueue", *args)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert words in result.stderr
     assert ok("--url", url, "jobs", "list")["jobs"] == []
 
@@ -239,7 +239,7 @@ def test_unknown_job_id_is_an_error(url: str) -> None:
 
 def test_backend_errors_are_one_line() -> None:
     result = run("--url", "nosuch://localhost", "jobs", "list")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.startswith("Error: unsupported backend URL 'nosuch://localhost'")
 
 

@@ -55,11 +55,11 @@ def test_schedules_add_list_show_pause_resume_delete(url: str) -> None:
 def test_schedules_errors_are_one_line(url: str) -> None:
     ok("--url", url, "schedules", "add", "s", "t", "@hourly")
     again = run("--url", url, "schedules", "add", "s", "t", "@daily")
-    assert again.exit_code == 1 and "exists" in again.stderr
+    assert again.exit_code == 2 and "exists" in again.stderr
     bad = run("--url", url, "schedules", "add", "b", "t", "* * *")
-    assert bad.exit_code == 1 and "invalid cron expression" in bad.stderr
+    assert bad.exit_code == 2 and "invalid cron expression" in bad.stderr
     zone = run("--url", url, "schedules", "add", "b", "t", "@daily", "--tz", "Moon/Base")
-    assert zone.exit_code == 1 and "unknown time zone" in zone.stderr
+    assert zone.exit_code == 2 and "unknown time zone" in zone.stderr
     for command in ("pause", "resume", "delete", "show"):
         missing = run("--url", url, "schedules", command, "nope")
         assert missing.exit_code == 1 and "no schedule 'nope'" in missing.stderr
@@ -72,11 +72,11 @@ def test_schedules_of_unknown_tasks_are_refused_with_app(
     it does not have is refused as enqueue refuses it; a cron that never fires, always."""
     with app_module(TASKS, tmp_path, monkeypatch) as spec:
         unknown = run("--url", url, "--app", spec, "schedules", "add", "s", "ghost", "@daily")
-        assert unknown.exit_code == 1 and "unknown task 'ghost'" in unknown.stderr
+        assert unknown.exit_code == 2 and "unknown task 'ghost'" in unknown.stderr
         args = ("--args", "[1, 2]")
         ok("--url", url, "--app", spec, "schedules", "add", "s", "add", "@daily", *args)
     never = run("--url", url, "schedules", "add", "n", "t", "0 0 30 2 *")
-    assert never.exit_code == 1 and "never fires" in never.stderr
+    assert never.exit_code == 2 and "never fires" in never.stderr
     zero = run("--url", url, "schedules", "add", "z", "t", "@daily", "--timeout", "0")
     assert zero.exit_code == 2 and "timeout: must be > 0" in zero.stderr
     assert [s["name"] for s in ok("--url", url, "schedules", "list")] == ["s"]

@@ -16,7 +16,7 @@ import orjson
 
 from taskmill.app import App
 from taskmill.backends import Backend
-from taskmill.errors import TaskmillError
+from taskmill.errors import ConfigError, JobError, ScheduleError, TaskmillError
 from taskmill.job import (
     MAX_RETRIES,
     Job,
@@ -130,10 +130,25 @@ def run(app: App, work: Callable[[App, Backend], Awaitable[T]]) -> T:
         return runner.run(main())
 
 
+class BadInput(click.ClickException):
+    """Bad usage or input, in one line: unlike click.UsageError, without the usage text."""
+
+    exit_code = 2
+
+
+#: The errors that say what was given is wrong (a URL, a task name, arguments, a schedule),
+#: not that the state or the backend refused it: exit code 2, as for click's own usage errors.
+BAD_INPUT = (ConfigError, JobError, ScheduleError)
+
+
 class Group(click.Group):
+    """The one place where taskmill's errors become exit codes: 2 for bad input, 1 else."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BAD_INPUT as exc:
+            raise BadInput(str(exc)) from None
         except TaskmillError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -1,0 +1,54 @@
+"""The `taskmill` command's exit codes and one-line errors, as the README documents them:
+2 for bad usage or input, 1 for the other errors, each one line on stderr (issue 19)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import TASKS, app_module, ok, run
+
+
+@pytest.fixture
+def tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with app_module(TASKS, tmp_path, monkeypatch) as spec:
+        yield spec
+
+
+def one_error_line(stderr: str) -> str:
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith("Error: "), stderr
+    return stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--app", "{tasks}", "enqueue", "nope"], "unknown task 'nope'"),
+        (["--app", "{tasks}", "enqueue", "add", "--payload", '{"a": 1}'], "do not fit task"),
+        (["enqueue", "t", "--args", "[" + "[" * 70 + "]" * 70 + "]"], "args: nested deeper"),
+        (["schedules", "add", "s", "t", "* * *"], "invalid cron expression"),
+    ],
+)
+def test_bad_input_exits_2(url: str, tasks: str, args: list[str], words: str) -> None:
+    result = run("--url", url, *(arg.replace("{tasks}", tasks) for arg in args))
+    assert result.exit_code == 2, result.output
+    assert words in one_error_line(result.stderr)
+
+
+def test_a_bad_url_exits_2() -> None:
+    result = run("--url", "nosuch://localhost", "jobs", "list")
+    assert result.exit_code == 2, result.output
+    assert "unsupported backend URL" in one_error_line(result.stderr)
+
+
+def test_other_errors_exit_1(url: str) -> None:
+    result = run("--url", url, "jobs", "show", "no-such-job")
+    assert result.exit_code == 1
+    assert one_error_line(result.stderr) == "Error: no job 'no-such-job'\n"
+    job_id = ok("--url", url, "enqueue", "t")["id"]
+    result = run("--url", url, "jobs", "retry", job_id)
+    assert result.exit_code == 1
+    assert "only dead jobs are retried" in one_error_line(result.stderr)
