@@ -283,7 +283,7 @@ def test_dlq_list_requeue_and_purge(url: str, tasks: str) -> None:
     assert run("--url", url, "--app", tasks, "worker", "--burst").exit_code == 0
     dead = ok("--url", url, "dlq", "list")["jobs"]
     cancel = run("--url", url, "jobs", "cancel", ids[1])
-    assert cancel.stdout == f"job {ids[1]} already finished: dead\n"
+    assert (cancel.exit_code, cancel.stderr) == (1, f"Error: job {ids[1]} already finished: dead\n")
     assert sorted(job["id"] for job in dead) == sorted(ids)
     assert dead[0]["errors"][0]["error"] == "PermanentError: no 2"
     assert run("--url", url, "dlq", "list", "--queue", "other").stdout == (

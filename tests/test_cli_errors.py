@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import TASKS, app_module, ok, run
+from tests.test_cli import (
+    TASKS,
+    _restore_logging,  # noqa: F401  (autouse: puts back the logging the worker command sets)
+    app_module,
+    ok,
+    run,
+)
 
 
 @pytest.fixture
@@ -52,3 +58,14 @@ def test_other_errors_exit_1(url: str) -> None:
     result = run("--url", url, "jobs", "retry", job_id)
     assert result.exit_code == 1
     assert "only dead jobs are retried" in one_error_line(result.stderr)
+
+
+def test_cancel_of_a_finished_job_is_an_error(url: str, tasks: str) -> None:
+    job_id = ok("--url", url, "enqueue", "refuse", "--payload", '{"reason": "no"}')["id"]
+    assert run("--url", url, "--app", tasks, "worker", "--burst").exit_code == 0
+    for json in ([], ["--json"]):
+        result = run("--url", url, "jobs", "cancel", job_id, *json)
+        assert result.exit_code == 1, result.output
+        assert one_error_line(result.stderr) == f"Error: job {job_id} already finished: dead\n"
+        assert result.stdout == ""
+    assert ok("--url", url, "jobs", "show", job_id)["state"] == "dead"

@@ -179,14 +179,15 @@ def jobs_show(config: Config, job_id: str, as_json: bool) -> None:
 def jobs_cancel(config: Config, job_id: str, as_json: bool) -> None:
     """Cancel a job; a running one stops at its worker's next heartbeat."""
     job = source_of(config).cancel(job_id)
+    if job.state.finished and job.state != JobState.CANCELLED:
+        # Not cancelled, nor to be: a script must not take it for done.
+        raise click.ClickException(f"job {job.id} already finished: {job.state.value}")
     if as_json:
         echo_json(job.to_dict())
     elif job.state == JobState.CANCELLED:
         click.echo(f"job {job.id} cancelled")
-    elif job.cancel_requested:
-        click.echo(f"job {job.id} is running: cancellation requested")
     else:
-        click.echo(f"job {job.id} already finished: {job.state.value}")
+        click.echo(f"job {job.id} is running: cancellation requested")
 
 
 @jobs.command("retry")
