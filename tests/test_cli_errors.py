@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +70,13 @@ def test_cancel_of_a_finished_job_is_an_error(url: str, tasks: str) -> None:
         assert one_error_line(result.stderr) == f"Error: job {job_id} already finished: dead\n"
         assert result.stdout == ""
     assert ok("--url", url, "jobs", "show", job_id)["state"] == "dead"
+
+
+def test_server_on_a_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("--url", f"sqlite:///{tmp_path / 'x.db'}", "server", "--port", str(port))
+    assert result.exit_code == 2, result.output
+    assert one_error_line(result.stderr) == f"Error: port {port} is in use\n"

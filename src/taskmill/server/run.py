@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import os
 import signal
+import socket
 
 import uvicorn
 
@@ -26,6 +28,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ConfigError if host:port is taken: uvicorn would log the OSError and exit 3.
+    Another process may still take the port before uvicorn binds it; uvicorn's words then."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return  # a host that does not resolve: uvicorn says so
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # As asyncio's create_server binds, so that a port in TIME_WAIT counts as free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(f"port {port} is in use") from None
+                # Any other refusal (an address this host lacks...) is uvicorn's to report.
 
 
 def serve(
@@ -51,6 +76,7 @@ def serve(
             f"no API keys are configured, so the server binds to loopback only, not {host}: "
             "set TASKMILL_API_KEYS (KEY:admin or KEY:read, comma-separated) to serve others"
         )
+    check_port_free(host, port)
     limit = RateLimit(rate_limit, burst=max(rate_limit, 1.0)) if rate_limit > 0 else None
     api = create_app(
         app,
