@@ -80,3 +80,10 @@ def test_server_on_a_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         result = run("--url", f"sqlite:///{tmp_path / 'x.db'}", "server", "--port", str(port))
     assert result.exit_code == 2, result.output
     assert one_error_line(result.stderr) == f"Error: port {port} is in use\n"
+
+
+def test_server_refuses_a_memory_backend() -> None:
+    """Its jobs would live in the server's process, where no worker could ever run them."""
+    result = run("--url", "memory://x", "server", "--port", "0")
+    assert result.exit_code == 2, result.output
+    assert "the server cannot serve memory://x" in one_error_line(result.stderr)

@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import prometheus_client
@@ -23,6 +24,7 @@ from taskmill.app import App
 from taskmill.backends import Backend
 from taskmill.cli.common import (
     STATES,
+    BadInput,
     Config,
     Group,
     compact,
@@ -241,7 +243,13 @@ def server(
         keep_alive=keep_alive,
         max_connections=max_connections or default_max_connections(),
     )
-    serve(config.load(), limits=limits, **options)
+    app = config.load()
+    if urlsplit(app.settings.url).scheme == "memory":
+        raise BadInput(
+            f"the server cannot serve {app.settings.url}: a memory backend lives in one "
+            "process, so no worker could see its jobs; use sqlite:///, redis:// or postgresql://"
+        )
+    serve(app, limits=limits, **options)
 
 
 @main.command()
