@@ -87,3 +87,30 @@ def test_server_refuses_a_memory_backend() -> None:
     result = run("--url", "memory://x", "server", "--port", "0")
     assert result.exit_code == 2, result.output
     assert "the server cannot serve memory://x" in one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["schedules", "list"],
+        ["schedules", "add", "s", "t", "@daily"],
+        ["worker", "--app", "taskmill.examples:app", "--burst"],
+        ["scheduler"],
+        ["server", "--port", "0"],
+        ["migrate"],
+        ["demo"],
+    ],
+)
+def test_api_is_refused_by_the_commands_that_cannot_use_it(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ignoring it, they worked on a local taskmill.db while the user meant the server's."""
+    monkeypatch.chdir(tmp_path)
+    for args in (
+        ["--api", "http://127.0.0.1:9", *command],
+        [*command, "--api", "http://127.0.0.1:9"],
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, result.output
+        assert "does not go through the API" in one_error_line(result.stderr)
+    assert list(tmp_path.iterdir()) == []

@@ -50,6 +50,7 @@ class Config:
     api_key: str | None = None
 
     def load(self, *, need_app: bool = False) -> App:
+        self._refuse_api()
         if self.app is None:
             if need_app:
                 raise click.UsageError("give --app module:attr, the app whose tasks to run")
@@ -58,9 +59,20 @@ class Config:
         return self.apply_url(import_app(self.app))
 
     def apply_url(self, app: App) -> App:
+        self._refuse_api()
         if self.url is not None:
             app.settings = dataclasses.replace(app.settings, url=self.url)
         return app
+
+    def _refuse_api(self) -> None:
+        """Called by the commands that use the backend itself: ignoring --api, they would
+        work on a local database while the user means the server's."""
+        if self.api is not None:
+            command = click.get_current_context().command_path
+            raise BadInput(
+                f"{command} does not go through the API: --api serves enqueue, jobs, queues, "
+                "dlq and workers"
+            )
 
 
 def import_app(spec: str) -> App:
