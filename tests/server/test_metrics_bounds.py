@@ -4,8 +4,6 @@ scrape that leaves the server free to answer meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,24 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from taskmill import App
 from taskmill.job import Job
 from taskmill.metrics import MAX_QUEUES, OTHER, JobMetrics
-from taskmill.server import create_app
-from tests.server.conftest import created, tasks_app
+from tests.server.conftest import created
 
 QUEUES = 3000
 
 
-@pytest.fixture
-async def memory_app() -> AsyncIterator[App]:
-    app = tasks_app(f"memory://{uuid.uuid4().hex}")
-    yield app
-    await app.aclose()
-
-
-@pytest.fixture
-async def http(memory_app: App) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(create_app(memory_app))
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-        yield client
+#: The label cap and the scrape's thread are the server's, the same over every backend.
+ON_MEMORY = pytest.mark.parametrize("url", ["memory"], indirect=True)
 
 
 def queue_labels(text: str) -> dict[str, set[str]]:
@@ -50,19 +37,20 @@ def value(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no {name} {labels}")
 
 
+@ON_MEMORY
 async def test_a_scrape_of_many_queues_leaves_health_answering(
-    memory_app: App, http: httpx.AsyncClient
+    taskapp: App, client: httpx.AsyncClient
 ) -> None:
-    backend = await memory_app.backend()
+    backend = await taskapp.backend()
     for i in range(QUEUES):
         await backend.configure_queue(f"q{i:04}", {})
-    scrape = asyncio.create_task(http.get("/metrics"))
+    scrape = asyncio.create_task(client.get("/metrics"))
     answered = 0
     while True:
         await asyncio.sleep(0)  # the scrape's turn, if it has anything to wait for
         if scrape.done():
             break
-        assert (await http.get("/health")).json() == {"status": "ok"}
+        assert (await client.get("/health")).json() == {"status": "ok"}
         answered += 1
     assert answered > 0, "/health never answered while /metrics was scraped"
     text = (await scrape).text
@@ -73,14 +61,15 @@ async def test_a_scrape_of_many_queues_leaves_health_answering(
     assert value(text, "taskmill_queues_folded") == QUEUES - MAX_QUEUES
 
 
-async def test_series_of_a_queue_gone_are_dropped(memory_app: App, http: httpx.AsyncClient) -> None:
+@ON_MEMORY
+async def test_series_of_a_queue_gone_are_dropped(taskapp: App, client: httpx.AsyncClient) -> None:
     job = created(
-        await http.post("/api/v1/jobs", json={"type": "add", "args": [1, 2], "queue": "gone"})
+        await client.post("/api/v1/jobs", json={"type": "add", "args": [1, 2], "queue": "gone"})
     )
-    text = (await http.get("/metrics")).text
+    text = (await client.get("/metrics")).text
     assert value(text, "taskmill_jobs_enqueued_total", queue="gone", task="add") == 1
-    assert (await http.delete(f"/api/v1/jobs/{job['id']}")).status_code == 204
-    text = (await http.get("/metrics")).text
+    assert (await client.delete(f"/api/v1/jobs/{job['id']}")).status_code == 204
+    text = (await client.get("/metrics")).text
     assert all("gone" not in queues for queues in queue_labels(text).values())
 
 
