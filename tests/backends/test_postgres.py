@@ -134,7 +134,7 @@ def test_migrate_command_applies_and_reports(postgres_url: str) -> None:
     assert first.stdout.decode().splitlines() == [*applied, f"schema version {latest}"]
     assert again.stdout.decode() == f"schema version {latest} (up to date)\n"
     other = subprocess.run([taskmill, "--url", "memory://x", "migrate"], capture_output=True)
-    assert other.returncode == 1 and b"is for postgresql:// URLs" in other.stderr
+    assert other.returncode == 2 and b"is for postgresql:// URLs" in other.stderr
 
 
 def test_urls_are_checked() -> None:
