@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +117,16 @@ def test_api_is_refused_by_the_commands_that_cannot_use_it(
         assert result.exit_code == 2, result.output
         assert "does not go through the API" in one_error_line(result.stderr)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unreachable_postgresql_is_one_line_at_once() -> None:
+    """Not the pool's retries until its timeout, a warning at each: the driver's reason."""
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"postgresql://postgres@127.0.0.1:{sock.getsockname()[1]}/x"
+    taskmill = str(Path(sys.executable).parent / "taskmill")
+    start = time.monotonic()
+    done = subprocess.run([taskmill, "--url", url, "jobs", "list"], capture_output=True, timeout=30)
+    assert time.monotonic() - start < 3  # the issue's bound for an unreachable server
+    assert done.returncode == 1
+    assert "Connection refused" in one_error_line(done.stderr.decode())

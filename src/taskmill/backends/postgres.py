@@ -72,6 +72,8 @@ from taskmill.job import Job, JobState, decode
 POOL_SIZE = 8
 #: How long a call waits for a pooled connection (all busy, or the server is down).
 POOL_TIMEOUT = 10.0
+#: Seconds open() waits for its first connection (libpq's connect_timeout).
+CONNECT_TIMEOUT = 5
 #: Expired leases rescued, and finished jobs pruned, per `maintain` at most.
 MAINTAIN_BATCH = 5_000
 _T = TypeVar("_T")
@@ -82,7 +84,8 @@ def _failure(url: str, exc: psycopg.Error) -> BackendError:
     server down or restarting, a connection lost, the pool empty) says it is away; any
     other is a refusal of the statement."""
     away = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
-    return (BackendUnavailable if away else BackendError)(f"PostgreSQL {_where(url)}: {exc}")
+    reason = " ".join(str(exc).split())  # libpq's hints come on lines of their own
+    return (BackendUnavailable if away else BackendError)(f"PostgreSQL {_where(url)}: {reason}")
 
 
 def _where(url: str) -> str:
@@ -178,16 +181,17 @@ class PostgresBackend(PostgresSchedules, Backend):
             name="taskmill",
         )
         with self._errors():
+            # The schema on one connection of its own first: a server that cannot be reached
+            # fails here at once with the driver's reason, where the pool would try again
+            # until its timeout, logging a warning at each try.
+            async with await AsyncConnection.connect(
+                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+            ) as conn:
+                if await schema_version(conn) != len(migrations("postgres")):
+                    await migrate(conn)
             await pool.open(wait=True, timeout=POOL_TIMEOUT)
         self._pool = pool
         self._closer = asyncio.create_task(self._close_when_cancelled())
-        try:
-            async with self._connection() as conn:
-                if await schema_version(conn) != len(migrations("postgres")):
-                    await migrate(conn)
-        except BaseException:
-            await self.close()
-            raise
 
     async def _close_when_cancelled(self) -> None:
         """Close the pool and the listener once cancelled: by close(), or by the end of
