@@ -52,6 +52,7 @@ from taskmill.backends.postgres_sql import (
 )
 from taskmill.backends.rules import (
     CLOCK_CHECK,
+    CORRUPT,
     THROUGHPUT_WINDOW,
     WORKER_TTL,
     Heartbeat,
@@ -440,7 +441,7 @@ class PostgresBackend(PostgresSchedules, Backend):
     async def _requeue(
         self, ids: list[str] | None, queue: str | None, task: str | None, now: float
     ) -> int:
-        params = {"now": now, "ids": ids, "queue": queue, "task": task}
+        params = {"now": now, "ids": ids, "queue": queue, "task": task, "corrupt": f"{CORRUPT}%"}
         return await self._count("requeue", params)
 
     async def _purge(self, state: JobState, queue: str | None, task: str | None) -> int:

@@ -200,7 +200,7 @@ WITH moved AS (
     WHERE state = 'dead'
         -- A quarantined record stays dead (rules.Quarantine).
         AND coalesce(CASE WHEN jsonb_typeof(errors) = 'array' THEN errors -> -1 ->> 'error' END,
-            '') NOT LIKE 'corrupt record: %%'
+            '') NOT LIKE %(corrupt)s
         AND (%(ids)s::text[] IS NULL OR id = ANY (%(ids)s::text[]))
         AND (%(queue)s::text IS NULL OR queue = %(queue)s)
         AND (%(task)s::text IS NULL OR task = %(task)s)
